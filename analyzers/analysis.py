@@ -1,0 +1,145 @@
+"""``analyze``: capture, couple, group; and the :class:`Analysis` it returns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from typing import Any
+
+import networkx as nx
+from torch import nn
+
+from surgeon.errors import InputError
+
+from .blocks import find_blocks
+from .capture import capture
+from .example_inputs import example_inputs, normalise_inputs
+from .grouping import form_groups
+from .model import Block, Group
+from .propagate import propagate
+
+__all__ = ["Analysis", "AnalyzeOptions", "analyze"]
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """Options of :func:`analyze` (keyword arguments); none yet, and unknown
+    names are refused rather than ignored."""
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> AnalyzeOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise InputError(
+                f"unknown option(s) for analyze: {', '.join(unknown)}; "
+                f"known options: {', '.join(sorted(known)) or 'none'}"
+            )
+        return cls(**options)
+
+
+def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
+    """Capture ``model`` and find the groups of parameter slices that must be
+    removed together.
+
+    ``inputs`` is a tensor, a tuple of positional args, a dict of keyword args or
+    an ``(args, kwargs)`` pair; without it, inputs are derived from a Hugging Face
+    model's config. The model may live on the meta device. It is not modified.
+    """
+    if not isinstance(model, nn.Module):
+        raise InputError(f"analyze expects a torch.nn.Module, not {type(model).__name__}")
+    AnalyzeOptions.from_kwargs(options)
+    args, kwargs = example_inputs(model) if inputs is None else normalise_inputs(inputs)
+    captured = capture(model, args, kwargs)
+    coupling = propagate(captured)
+    blocks = find_blocks(model, captured)
+    groups = form_groups(coupling, blocks, _tied_aliases(model))
+    return Analysis(
+        model_class=type(model).__name__,
+        groups=tuple(groups),
+        blocks=tuple(blocks),
+        unknown_ops={op: tuple(nodes) for op, nodes in coupling.unknown_ops.items()},
+        capture_method=captured.method,
+        node_count=sum(1 for _ in captured.graph.nodes),
+    )
+
+
+def _tied_aliases(model: nn.Module) -> dict[str, tuple[str, ...]]:
+    by_tensor: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        by_tensor.setdefault(id(param), []).append(name)
+    return {names[0]: tuple(names[1:]) for names in by_tensor.values() if len(names) > 1}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What :func:`analyze` found. Plain data: print it, or save ``to_json()``."""
+
+    model_class: str
+    groups: tuple[Group, ...]
+    blocks: tuple[Block, ...]
+    unknown_ops: dict[str, tuple[str, ...]]
+    capture_method: str
+    node_count: int
+
+    @property
+    def frozen(self) -> tuple[Group, ...]:
+        """Groups nothing may be removed from, each with its reason."""
+        return tuple(g for g in self.groups if g.frozen is not None)
+
+    @property
+    def prunable(self) -> tuple[Group, ...]:
+        return tuple(g for g in self.groups if g.frozen is None)
+
+    def group(self, group_id: str) -> Group:
+        for group in self.groups:
+            if group.id == group_id:
+                return group
+        raise KeyError(f"no group '{group_id}'; groups are: {', '.join(g.id for g in self.groups)}")
+
+    def by_kind(self, kind: str) -> tuple[Group, ...]:
+        return tuple(g for g in self.groups if g.kind == kind)
+
+    def to_networkx(self) -> nx.DiGraph:
+        """Groups, parameters and blocks as a graph: ``group -> param`` edges carry
+        the pruned ``dim`` and its index layout; ``block -> param`` edges show
+        which parameters a depth cut removes."""
+        graph = nx.DiGraph(model=self.model_class)
+        for group in self.groups:
+            graph.add_node(
+                group.id, type="group", kind=group.kind.value, size=group.size,
+                frozen=group.frozen, mask_equivalent=group.mask_equivalent,
+            )
+            for member in group.members:
+                graph.add_node(member.param, type="param", shape=member.shape, module=member.module)
+                graph.add_edge(group.id, member.param, dim=member.dim, layout=str(member.layout))
+        for block in self.blocks:
+            graph.add_node(block.name, type="block", residual=block.residual,
+                           removable=block.removable)
+            for param in [n for n, d in graph.nodes(data=True) if d.get("type") == "param"]:
+                if param.startswith(block.name + "."):
+                    graph.add_edge(block.name, param)
+        return graph
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model_class": self.model_class,
+            "capture_method": self.capture_method,
+            "groups": [g.to_dict() for g in self.groups],
+            "blocks": [b.to_dict() for b in self.blocks],
+            "unknown_ops": {op: list(nodes) for op, nodes in self.unknown_ops.items()},
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def summary(self) -> str:
+        from .report import summary_table
+
+        return summary_table(self)
+
+    def __str__(self) -> str:
+        return self.summary()

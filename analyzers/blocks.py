@@ -1,0 +1,113 @@
+"""Repeated blocks (decoder layers, encoder blocks): candidates for depth pruning.
+
+A container (``nn.ModuleList`` or ``nn.Sequential``) holding two or more
+children of one class with the same parameter shapes is a stack of repeated
+blocks. A block is *residual* if its output is its input plus something
+(reached through additions and type casts only), and *removable* if, besides
+that stream, nothing it computes is used after it (T5's first layer, for one,
+computes the position bias every later layer reads).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import torch
+from torch import fx, nn
+
+from .capture import Capture
+from .model import Block
+
+__all__ = ["find_blocks"]
+
+_PASS_THROUGH = {
+    "aten.add.Tensor",
+    "aten.to.dtype",
+    "aten.to.dtype_layout",
+    "aten._to_copy.default",
+    "aten.alias.default",
+    "aten.clone.default",
+    "aten.contiguous.default",
+    "aten.dropout.default",
+}
+
+
+def find_blocks(model: nn.Module, capture: Capture) -> list[Block]:
+    stacks = list(_repeated_children(model))
+    if not stacks:
+        return []
+    by_block = _nodes_by_block(capture, {name for _, names in stacks for name in names})
+    weights = set(capture.params) | set(capture.buffers)
+    return [
+        _describe(container, index, name, by_block.get(name, []), weights)
+        for container, names in stacks
+        for index, name in enumerate(names)
+    ]
+
+
+def _repeated_children(model: nn.Module) -> Iterable[tuple[str, list[str]]]:
+    for path, module in model.named_modules():
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
+            continue
+        children = list(module.named_children())
+        signatures = Counter(_signature(child) for _, child in children)
+        signature, count = signatures.most_common(1)[0]
+        if count >= 2 and signature[1]:
+            prefix = f"{path}." if path else ""
+            yield path, [f"{prefix}{n}" for n, child in children if _signature(child) == signature]
+
+
+def _signature(module: nn.Module) -> tuple:
+    shapes = tuple((name, tuple(p.shape)) for name, p in module.named_parameters())
+    return type(module).__name__, shapes
+
+
+def _nodes_by_block(capture: Capture, names: set[str]) -> dict[str, list[fx.Node]]:
+    found: dict[str, list[fx.Node]] = {}
+    for node in capture.graph.nodes:
+        if node.op != "call_function":
+            continue
+        path = capture.module_of(node)
+        while path and path not in names:
+            path = path.rpartition(".")[0]
+        if path:
+            found.setdefault(path, []).append(node)
+    return found
+
+
+def _describe(
+    container: str, index: int, name: str, nodes: list[fx.Node], weights: set[str]
+) -> Block:
+    inside = set(nodes)
+    inputs = {
+        arg
+        for node in nodes
+        for arg in node.all_input_nodes
+        if arg not in inside and arg.name not in weights
+    }
+    outputs = [n for n in nodes if any(user not in inside for user in n.users)]
+    tensor_outputs = [n for n in outputs if isinstance(n.meta.get("val"), torch.Tensor)]
+    for out in tensor_outputs:
+        entry = _residual_source(out, inputs, inside)
+        if entry is not None:
+            others = [n.name for n in tensor_outputs if n is not out]
+            reason = f"outputs {others} are used after the block" if others else ""
+            return Block(name, container, index, True, not others, entry.name, out.name, reason)
+    return Block(name, container, index, False, False, reason="no residual path from input to output")
+
+
+def _residual_source(out: fx.Node, inputs: set[fx.Node], inside: set[fx.Node]) -> fx.Node | None:
+    """Follow additions and casts from ``out`` back to a block input of the same shape."""
+    shape = out.meta["val"].shape
+    stack, seen = [out], set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node in inputs and getattr(node.meta.get("val"), "shape", None) == shape:
+            return node
+        if node in inside and str(node.target) in _PASS_THROUGH:
+            stack.extend(a for a in node.args if isinstance(a, fx.Node))
+    return None

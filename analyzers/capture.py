@@ -1,0 +1,174 @@
+"""Capture a model as an aten-level FX graph.
+
+``torch.export`` (non-strict) first: it handles Hugging Face models, runs on
+meta/fake tensors (a 70B structure needs no weights) and records, for every
+node, the module it ran in. Plain modules that export rejects fall back to
+``torch.fx.symbolic_trace`` lowered to aten with ``make_fx``. Either way the
+result is a :class:`Capture`: a graph whose parameter placeholders are mapped to
+qualified parameter names. The user's model is never modified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from surgeon.errors import CaptureError
+
+__all__ = ["Capture", "capture"]
+
+
+@dataclass
+class Capture:
+    graph: fx.Graph
+    params: dict[str, str]  # placeholder name -> parameter name
+    buffers: dict[str, str]  # placeholder name -> buffer name
+    user_inputs: dict[str, str]  # placeholder name -> argument name
+    method: str  # "export" or "symbolic_trace"
+    owner: Any = field(default=None, repr=False)  # keeps the graph's module alive
+
+    def module_of(self, node: fx.Node) -> str:
+        """The innermost module a node ran in ('' for the root)."""
+        stack = node.meta.get("nn_module_stack")
+        if not stack:
+            return ""
+        path = list(stack.values())[-1][0]
+        return _clean_path(path)
+
+
+def _clean_path(path: str) -> str:
+    # make_fx records paths like "L['self'].layers.0"; export gives "layers.0".
+    for prefix in ("L['self'].", "L['self']"):
+        if path.startswith(prefix):
+            path = path[len(prefix) :]
+    return path
+
+
+def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
+    """Capture ``model(*args, **kwargs)``; raise :class:`CaptureError` naming the
+    module where both export and the symbolic-trace fallback failed."""
+    with torch.no_grad():
+        try:
+            with _innermost_module(model) as where:
+                return _export(model, args, kwargs)
+        except Exception as export_error:  # export raises many unrelated types
+            failed_in = where.get("module")
+            try:
+                return _symbolic_trace(model, args, kwargs)
+            except Exception as trace_error:
+                raise _capture_error(model, failed_in, export_error, trace_error) from export_error
+
+
+def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
+    program = torch.export.export(model, args, kwargs, strict=False)
+    signature = program.graph_signature
+    user_inputs = {}
+    placeholders = [n for n in program.graph.nodes if n.op == "placeholder"]
+    flat_names = _argument_names(model, args, kwargs)
+    user_nodes = [n for n in placeholders if n.name in set(signature.user_inputs)]
+    for node, label in zip(user_nodes, flat_names):
+        user_inputs[node.name] = label
+    return Capture(
+        graph=program.graph,
+        params=dict(signature.inputs_to_parameters),
+        buffers=dict(signature.inputs_to_buffers),
+        user_inputs=user_inputs,
+        method="export",
+        owner=program,
+    )
+
+
+def _argument_names(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> list[str]:
+    names = [f"args[{i}]" for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+    names += [k for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
+    return names
+
+
+def _symbolic_trace(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
+    """Fallback for plain modules: symbolic trace, then lower to aten with make_fx
+    so the same op rules apply. Parameters become explicit inputs."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.func import functional_call
+
+    traced = fx.symbolic_trace(model)
+    state = dict(traced.named_parameters())
+    params = list(state)
+    buffers = [name for name, _ in traced.named_buffers()]
+    state.update(traced.named_buffers())
+    fake = any(t.device.type == "meta" for t in state.values())
+
+    def run(state, *inputs):
+        return functional_call(traced, state, inputs, kwargs)
+
+    lowered = make_fx(run, tracing_mode="fake" if fake else "real", record_module_stack=True)(
+        state, *args
+    )
+    placeholders = [n for n in lowered.graph.nodes if n.op == "placeholder"]
+    names = params + buffers
+    inputs = placeholders[len(names) :]
+    return Capture(
+        graph=lowered.graph,
+        params={n.name: name for n, name in zip(placeholders, params)},
+        buffers={n.name: name for n, name in zip(placeholders[len(params) :], buffers)},
+        user_inputs={n.name: f"args[{i}]" for i, n in enumerate(inputs)},
+        method="symbolic_trace",
+        owner=lowered,
+    )
+
+
+@contextlib.contextmanager
+def _innermost_module(model: nn.Module) -> Iterator[dict[str, str]]:
+    """Track which of ``model``'s modules is running, so a failure can name it.
+
+    Uses global hooks removed on exit; the model itself gets no hooks.
+    """
+    names = {id(m): name for name, m in model.named_modules()}
+    stack: list[str] = []
+    where: dict[str, str] = {}
+
+    def enter(module, _inputs):
+        name = names.get(id(module))
+        if name is not None:
+            stack.append(name)
+            where["module"] = name
+
+    def leave(module, _inputs, _output):
+        if names.get(id(module)) is not None and stack:
+            stack.pop()
+            where["module"] = stack[-1] if stack else ""
+
+    pre = nn.modules.module.register_module_forward_pre_hook(enter)
+    post = nn.modules.module.register_module_forward_hook(leave)
+    try:
+        yield where
+    finally:
+        pre.remove()
+        post.remove()
+
+
+def _capture_error(model, module, export_error, trace_error) -> CaptureError:
+    kind = type(model).__name__
+    where = f"module '{module}'" if module else f"the top level of {kind}"
+    cause = _first_line(export_error)
+    message = (
+        f"could not capture {kind}: torch.export failed in {where}: {cause}\n"
+        f"  the symbolic_trace fallback failed too: {_first_line(trace_error)}\n"
+        "  hint: check that the example inputs have the shapes and dtypes the model expects "
+        "(pass inputs=... to analyze), and that forward has no Python control flow "
+        "on tensor values."
+    )
+    return CaptureError(message, module=module, cause=cause)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    lines = [line for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else text
+    summary = traceback.format_exception_only(type(error), error)[-1].strip()
+    return first if len(first) < 300 else summary[:300]

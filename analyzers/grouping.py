@@ -1,0 +1,242 @@
+"""From coupled axes to groups.
+
+Every parameter dimension expands into leaf axis classes. Classes that appear
+together in one parameter dimension (KV heads and queries per KV head in
+``q_proj``'s rows) are pruned together, so groups are the connected components
+of that co-occurrence graph. A head's feature axis (``head_dim``) is structure
+inside an attention group, not a unit of its own, and does not connect groups
+(RoPE shares it across all layers through one rotary buffer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import networkx as nx
+
+from .axes import AxisAlgebra, Fact, FactKind, StructureKind
+from .model import Block, Group, GroupKind, Layout, Level, Member
+from .propagate import Coupling
+
+__all__ = ["form_groups"]
+
+_MAX_REASONS = 3
+
+
+@dataclass(frozen=True)
+class _Dim:
+    param: str
+    dim: int
+    atom: int
+    leaves: tuple[int, ...]
+
+
+def form_groups(
+    coupling: Coupling, blocks: Sequence[Block], aliases: dict[str, tuple[str, ...]]
+) -> list[Group]:
+    return _GroupBuilder(coupling, blocks, aliases).build()
+
+
+class _GroupBuilder:
+    def __init__(self, coupling: Coupling, blocks: Sequence[Block], aliases) -> None:
+        self.coupling = coupling
+        self.algebra: AxisAlgebra = coupling.algebra
+        self.blocks = blocks
+        self.aliases = aliases
+        self._facts: dict[int, list[Fact]] = {}
+        self.dims = [
+            _Dim(param, d, atom, tuple(self.algebra.leaves(atom)))
+            for param, axes in coupling.params.items()
+            for d, atom in enumerate(axes)
+            if self.algebra.size(atom) > 1
+        ]
+        self.order = {param: i for i, param in enumerate(coupling.params)}
+
+    # -- facts ---------------------------------------------------------------------
+    def facts(self, leaf: int) -> list[Fact]:
+        if leaf not in self._facts:
+            self._facts[leaf] = self.algebra.facts(leaf)
+        return self._facts[leaf]
+
+    def has(self, leaf: int, kind: FactKind) -> bool:
+        return any(f.kind is kind for f in self.facts(leaf))
+
+    # -- components ----------------------------------------------------------------
+    def build(self) -> list[Group]:
+        heads = {leaf for d in self.dims for leaf in d.leaves if self.has(leaf, FactKind.HEAD)}
+        beside_heads = {leaf for d in self.dims if heads & set(d.leaves) for leaf in d.leaves}
+        self.structural = {
+            leaf
+            for leaf in beside_heads
+            if self.has(leaf, FactKind.HEAD_DIM) and leaf not in heads
+        }
+        graph = nx.Graph()
+        for d in self.dims:
+            core = [leaf for leaf in dict.fromkeys(d.leaves) if self._is_unit(leaf)]
+            graph.add_nodes_from(core)
+            graph.add_edges_from(pairwise(core))
+        groups = [self._group(component) for component in nx.connected_components(graph)]
+        groups.sort(key=lambda g: min(self.order[m.param] for m in g.members))
+        return _unique_ids(groups)
+
+    def _is_unit(self, leaf: int) -> bool:
+        return leaf not in self.structural and self.algebra.size(leaf) > 1
+
+    def _group(self, component: set[int]) -> Group:
+        dims = [d for d in self.dims if component & set(d.leaves)]
+        kind = self._kind(component, dims)
+        levels = self._levels(component, dims, kind)
+        names = {leaf: level.name for leaf, level in levels}
+        members = tuple(
+            Member(
+                param=d.param,
+                dim=d.dim,
+                layout=self._layout(d.atom, names),
+                module=d.param.rpartition(".")[0],
+                shape=self.coupling.shapes[d.param],
+                aliases=self.aliases.get(d.param, ()),
+            )
+            for d in dims
+        )
+        facts = [f for leaf in component for f in self.facts(leaf)]
+        statistics = [f for f in facts if f.kind is FactKind.STATISTIC]
+        selects = [f for f in facts if f.kind is FactKind.SELECT]
+        group_levels = tuple(level for _, level in levels)
+        size = 1
+        for level in group_levels:
+            size *= level.size
+        return Group(
+            id=f"{kind.value}@{_common_prefix(m.module for m in members)}".rstrip("@"),
+            kind=kind,
+            levels=group_levels,
+            members=members,
+            frozen=self._frozen_reason(facts),
+            mask_equivalent=not statistics,
+            notes=tuple(_notes(statistics, selects)),
+            min_units=max([f.value for f in selects if f.value] or [1]),
+            head_dim=self._head_dim(members, size) if kind == GroupKind.ATTENTION else None,
+            blocks=tuple(self._blocks_of(members)),
+        )
+
+    # -- what the group is ---------------------------------------------------------
+    def _kind(self, component: set[int], dims: list[_Dim]) -> GroupKind:
+        kinds = {f.kind for leaf in component for f in self.facts(leaf)}
+        pins = [f.reason for leaf in component for f in self.facts(leaf) if f.kind is FactKind.PINNED]
+        if FactKind.EXPERT in kinds:
+            return GroupKind.EXPERTS
+        if FactKind.HEAD in kinds:
+            return GroupKind.ATTENTION
+        if FactKind.EMBEDDING in kinds or len(self._blocks_of(dims)) > 1:
+            return GroupKind.HIDDEN
+        if any(self._is_expert_weight(d.param) for d in dims):
+            return GroupKind.EXPERT_MLP
+        if any(reason.startswith("rows are looked up") for reason in pins):
+            return GroupKind.VOCAB
+        if any("model input" in reason for reason in pins):
+            return GroupKind.INPUT
+        if pins:
+            return GroupKind.OUTPUT
+        if any(len(self.coupling.shapes[d.param]) > 2 for d in dims):
+            return GroupKind.CHANNELS
+        return GroupKind.MLP
+
+    def _is_expert_weight(self, param: str) -> bool:
+        axes = self.coupling.params[param]
+        return len(axes) == 3 and self.algebra.has_fact(axes[0], FactKind.EXPERT)
+
+    def _levels(self, component: set[int], dims: list[_Dim], kind: GroupKind):
+        ordered = list(dict.fromkeys(leaf for d in dims for leaf in d.leaves if leaf in component))
+        if kind == GroupKind.ATTENTION:
+            kv = [leaf for leaf in ordered if self.has(leaf, FactKind.KV_HEAD)]
+            q = [leaf for leaf in ordered if self.has(leaf, FactKind.Q_PER_KV)]
+            if len(kv) <= 1 and len(q) <= 1 and not set(kv) & set(q) and len(kv + q) == len(ordered):
+                return [(leaf, Level(name, self.algebra.size(leaf))) for name, leaf in
+                        (*(("kv", leaf) for leaf in kv), *(("q", leaf) for leaf in q))]
+        if len(ordered) == 1:
+            return [(ordered[0], Level("unit", self.algebra.size(ordered[0])))]
+        return [(leaf, Level(f"u{i}", self.algebra.size(leaf))) for i, leaf in enumerate(ordered)]
+
+    def _layout(self, atom: int, names: dict[int, str]) -> Layout:
+        root = self.algebra.find(atom)
+        size = self.algebra.size(root)
+        structure = self.algebra.structure(root)
+        if structure is None:
+            if root in names:
+                return Layout("unit", size, level=names[root])
+            return Layout("fixed", size)
+        parts = [self._layout(p, names) for p in structure.parts if self.algebra.size(p) != 1]
+        if all(p.kind == "fixed" for p in parts):
+            return Layout("fixed", size)
+        if len(parts) == 1:
+            return parts[0]
+        kind = "product" if structure.kind is StructureKind.PRODUCT else "concat"
+        return Layout(kind, size, parts=tuple(parts))
+
+    def _frozen_reason(self, facts: list[Fact]) -> str | None:
+        reasons = [f.reason for f in facts if f.kind in (FactKind.FROZEN, FactKind.PINNED)]
+        return _summarise(reasons) if reasons else None
+
+    def _head_dim(self, members: Iterable[Member], units: int) -> int | None:
+        for member in members:
+            layout = member.layout
+            if layout.kind == "product" and layout.size % units == 0:
+                return layout.size // units
+        return None
+
+    def _blocks_of(self, items) -> list[str]:
+        found = []
+        for block in self.blocks:
+            prefix = block.name + "."
+            if any(getattr(i, "param").startswith(prefix) for i in items):
+                found.append(block.name)
+        return found
+
+
+def _notes(statistics: list[Fact], selects: list[Fact]) -> list[str]:
+    notes = []
+    if statistics:
+        modules = list(dict.fromkeys(f.module or f.reason for f in statistics))
+        notes.append(
+            "removing units is not the same as masking them: statistics are computed over "
+            f"this axis in {_summarise(modules)}"
+        )
+    if selects:
+        modules = list(dict.fromkeys(f.module or f.reason for f in selects))
+        notes.append(
+            "softmax/top-k/max over this axis: masking must use -inf, in " + _summarise(modules)
+        )
+    return notes
+
+
+def _summarise(items: list[str]) -> str:
+    unique = list(dict.fromkeys(items))
+    text = "; ".join(unique[:_MAX_REASONS])
+    if len(unique) > _MAX_REASONS:
+        text += f"; and {len(unique) - _MAX_REASONS} more"
+    return text
+
+
+def _common_prefix(paths: Iterable[str]) -> str:
+    split = [p.split(".") if p else [] for p in paths]
+    if not split:
+        return ""
+    prefix = []
+    for parts in zip(*split):
+        if len(set(parts)) != 1:
+            break
+        prefix.append(parts[0])
+    return ".".join(prefix)
+
+
+def _unique_ids(groups: list[Group]) -> list[Group]:
+    from dataclasses import replace
+
+    seen: dict[str, int] = {}
+    out = []
+    for group in groups:
+        count = seen.get(group.id, 0) + 1
+        seen[group.id] = count
+        out.append(group if count == 1 else replace(group, id=f"{group.id}#{count}"))
+    return out

@@ -1,0 +1,130 @@
+"""The coupling pass: walk the captured graph once and apply each node's rule.
+
+Like ``torch.fx.Interpreter`` it visits nodes in order and dispatches on the
+opcode, but instead of computing values it computes *axes*: for every tensor,
+one atom per dimension in an :class:`~surgeon.analyzers.axes.AxisAlgebra`. What
+it leaves behind is the algebra (which axes are one, and what is known about
+them) and the atoms of every parameter.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx
+
+from .axes import AxisAlgebra, AxisConflict, Fact, FactKind
+from .capture import Capture
+from .rules import RuleContext, lookup
+
+__all__ = ["Coupling", "propagate"]
+
+
+@dataclass
+class Coupling:
+    """The result of the pass: axis classes, parameter axes and what was not understood."""
+
+    algebra: AxisAlgebra
+    params: dict[str, tuple[int, ...]]
+    shapes: dict[str, tuple[int, ...]]
+    unknown_ops: dict[str, list[str]] = field(default_factory=dict)  # op -> nodes
+
+
+def propagate(capture: Capture) -> Coupling:
+    return _Propagator(capture).run()
+
+
+class _Propagator:
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.algebra = AxisAlgebra()
+        self.env: dict[fx.Node, Any] = {}
+        self.domains: dict[fx.Node, Any] = {}
+        self.coupling = Coupling(self.algebra, {}, {})
+        self.weights = frozenset(capture.params)
+
+    def run(self) -> Coupling:
+        for node in self.capture.graph.nodes:
+            self.env[node] = getattr(self, node.op)(node)
+        return self.coupling
+
+    # -- one method per opcode, as in fx.Interpreter ---------------------------------
+    def placeholder(self, node: fx.Node):
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            return None
+        axes = tuple(self.algebra.new(int(s)) for s in val.shape)
+        name = self.capture.params.get(node.name)
+        if name is not None:
+            self.coupling.params[name] = axes
+            self.coupling.shapes[name] = tuple(int(s) for s in val.shape)
+        elif node.name in self.capture.user_inputs:
+            label = self.capture.user_inputs[node.name]
+            for atom in axes:
+                self._pin(atom, f"axis of the model input '{label}'")
+        return axes
+
+    def get_attr(self, node: fx.Node):
+        val = node.meta.get("val")
+        if isinstance(val, torch.Tensor):
+            return tuple(self.algebra.new(int(s)) for s in val.shape)
+        return None
+
+    def call_function(self, node: fx.Node):
+        if node.target is operator.getitem:
+            return self._getitem(node)
+        module = self.capture.module_of(node)
+        ctx = RuleContext(self.algebra, self.env, self.domains, self.weights, node, module)
+        rule = lookup(node.target)
+        if rule is None:
+            self.coupling.unknown_ops.setdefault(str(node.target), []).append(node.name)
+            return self._freeze_node(ctx, "no coupling rule for this op, so its axes are frozen")
+        try:
+            result = rule(ctx)
+        except AxisConflict as conflict:
+            return self._freeze_node(ctx, f"axes do not line up ({conflict})")
+        if ctx.value_domain is not None:
+            self.domains[node] = ctx.value_domain
+        return list(result) if isinstance(result, list) else result
+
+    def call_module(self, node: fx.Node):
+        raise AssertionError(f"unexpected call_module node {node.format_node()}")
+
+    call_method = call_module
+
+    def output(self, node: fx.Node):
+        for arg in torch.utils._pytree.tree_leaves(node.args):
+            axes = self.env.get(arg) if isinstance(arg, fx.Node) else None
+            if isinstance(axes, tuple):
+                for atom in axes:
+                    self._pin(atom, "axis of a model output")
+        return None
+
+    # -- helpers ------------------------------------------------------------------
+    def _getitem(self, node: fx.Node):
+        source, index = node.args
+        value = self.env.get(source)
+        domain = self.domains.get(source)
+        if isinstance(domain, list) and index < len(domain) and domain[index] is not None:
+            self.domains[node] = domain[index]
+        return value[index] if isinstance(value, list) else None
+
+    def _pin(self, atom: int, reason: str) -> None:
+        if self.algebra.size(atom) != 1:
+            self.algebra.add_fact(atom, Fact(FactKind.PINNED, reason))
+
+    def _freeze_node(self, ctx: RuleContext, why: str):
+        for arg in ctx.tensor_args():
+            for atom in ctx.axes(arg):
+                if self.algebra.size(atom) != 1:
+                    ctx.freeze(atom, why)
+        outputs = [ctx.fresh(s) if s is not None else None for s in ctx.out_shapes()]
+        for axes in outputs:
+            for atom in axes or ():
+                if self.algebra.size(atom) != 1:
+                    ctx.freeze(atom, why)
+        val = ctx.node.meta.get("val")
+        return outputs if isinstance(val, (list, tuple)) else outputs[0]

@@ -1,0 +1,153 @@
+"""What a coupling rule sees of one graph node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import fx
+
+from ..axes import AxisAlgebra, Fact, FactKind
+
+__all__ = ["RuleContext", "Axes", "LAYOUT_OPS"]
+
+Axes = tuple[int, ...]
+
+# Ops that only re-lay or re-type a tensor: a weight passed through them is still a weight.
+LAYOUT_OPS = frozenset(
+    (
+        "aten.t.default",
+        "aten.transpose.int",
+        "aten.permute.default",
+        "aten.view.default",
+        "aten.reshape.default",
+        "aten._unsafe_view.default",
+        "aten.to.dtype",
+        "aten.to.dtype_layout",
+        "aten.to.device",
+        "aten._to_copy.default",
+        "aten.contiguous.default",
+        "aten.alias.default",
+        "aten.clone.default",
+        "aten.detach.default",
+        "aten.unsqueeze.default",
+        "aten.expand.default",
+        "aten.slice.Tensor",
+        "aten.select.int",
+        "aten.squeeze.dim",
+        "aten.unflatten.int",
+    )
+)
+
+
+class RuleContext:
+    """Bound to one node: reads its inputs' axes and relates them to its output."""
+
+    def __init__(
+        self,
+        algebra: AxisAlgebra,
+        env: dict[fx.Node, Any],
+        value_domains: dict[fx.Node, int],
+        weights: frozenset[str],
+        node: fx.Node,
+        module: str,
+    ) -> None:
+        self.algebra = algebra
+        self.node = node
+        self.module = module
+        self._env = env
+        self._value_domains = value_domains
+        self._weights = weights
+        self.value_domain: int | None = None  # set by rules whose output holds indices
+
+    # -- reading the node ----------------------------------------------------------
+    def arg(self, index: int, name: str, default: Any = None) -> Any:
+        if name in self.node.kwargs:
+            return self.node.kwargs[name]
+        if index < len(self.node.args):
+            return self.node.args[index]
+        return default
+
+    def axes(self, value: Any) -> Axes | None:
+        """Atoms of a tensor argument (``None`` for non-tensors)."""
+        if isinstance(value, fx.Node):
+            found = self._env.get(value)
+            return found if isinstance(found, tuple) else None
+        return None
+
+    def shape(self, value: Any) -> tuple[int, ...]:
+        val = value.meta.get("val") if isinstance(value, fx.Node) else None
+        if not isinstance(val, torch.Tensor):
+            raise AssertionError(f"{value} carries no tensor metadata")
+        return tuple(int(s) for s in val.shape)
+
+    def out_shape(self) -> tuple[int, ...]:
+        return self.shape(self.node)
+
+    def out_shapes(self) -> list[tuple[int, ...] | None]:
+        val = self.node.meta.get("val")
+        return [
+            tuple(int(s) for s in v.shape) if isinstance(v, torch.Tensor) else None
+            for v in (val if isinstance(val, (list, tuple)) else [val])
+        ]
+
+    def tensor_args(self) -> list[fx.Node]:
+        flat = [*self.node.args, *self.node.kwargs.values()]
+        found: list[fx.Node] = []
+        for item in flat:
+            for sub in item if isinstance(item, (list, tuple)) else [item]:
+                if self.axes(sub) is not None:
+                    found.append(sub)
+        return found
+
+    def domain_of(self, value: Any) -> int | None:
+        """The axis whose positions the integer values of ``value`` index, if known."""
+        return self._value_domains.get(value) if isinstance(value, fx.Node) else None
+
+    def is_weight(self, value: Any) -> bool:
+        """True if ``value`` is a parameter seen through layout-only ops."""
+        while isinstance(value, fx.Node):
+            if value.op == "placeholder":
+                return value.name in self._weights
+            if value.op != "call_function" or str(value.target) not in LAYOUT_OPS:
+                return False
+            value = value.args[0]
+        return False
+
+    # -- relating axes ---------------------------------------------------------------
+    def fresh(self, shape: Sequence[int]) -> Axes:
+        return tuple(self.algebra.new(s) for s in shape)
+
+    def like_output(self) -> Axes:
+        return self.fresh(self.out_shape())
+
+    def size(self, atom: int) -> int:
+        return self.algebra.size(atom)
+
+    def unify(self, a: int, b: int) -> None:
+        self.algebra.unify(a, b)
+
+    def unify_all(self, xs: Sequence[int], ys: Sequence[int]) -> None:
+        """Unify position by position, skipping size-1 (broadcast) axes."""
+        if len(xs) != len(ys):
+            raise AssertionError(f"rank mismatch {len(xs)} vs {len(ys)} at {self.node}")
+        for x, y in zip(xs, ys):
+            if self.size(x) != 1 and self.size(y) != 1:
+                self.unify(x, y)
+
+    def broadcast_into(self, xs: Sequence[int], out: Sequence[int]) -> None:
+        """Align ``xs`` to the trailing axes of ``out`` as broadcasting does."""
+        if len(xs) > len(out):
+            raise AssertionError(f"cannot broadcast rank {len(xs)} into {len(out)}")
+        self.unify_all(xs, out[len(out) - len(xs) :])
+
+    def fact(self, atom: int, kind: FactKind, reason: str, value: int | None = None) -> None:
+        self.algebra.add_fact(atom, Fact(kind, reason, self.module, value))
+
+    def describe(self) -> str:
+        where = f" in module '{self.module}'" if self.module else ""
+        return f"{self.node.target} (node '{self.node.name}'){where}"
+
+    def freeze(self, atom: int, why: str) -> None:
+        self.fact(atom, FactKind.FROZEN, f"{self.describe()}: {why}")

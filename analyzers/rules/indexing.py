@@ -1,0 +1,147 @@
+"""Lookups and data-dependent indexing.
+
+An axis indexed by computed values is frozen, unless the index values are known
+to be positions along another axis (their *value domain*, set by top-k, argmax
+or sort): then the two axes are one, which is how an MoE router's expert axis
+reaches the fused expert weights.
+"""
+
+from __future__ import annotations
+
+from torch import ops
+
+from ..axes import FactKind
+from .context import RuleContext
+from .registry import register
+
+aten = ops.aten
+
+
+def _indexed(ctx: RuleContext, atom: int, index) -> None:
+    """``atom`` is addressed by the values of ``index``."""
+    domain = ctx.domain_of(index)
+    if domain is not None and ctx.size(domain) == ctx.size(atom):
+        ctx.unify(atom, domain)
+    elif ctx.size(atom) != 1:
+        ctx.freeze(atom, "indexed by values computed at run time")
+
+
+@register(aten.embedding.default)
+def embedding(ctx: RuleContext):
+    """Rows are looked up by token id (an interface axis); columns are features."""
+    weight, ids = ctx.node.args[:2]
+    w_axes = ctx.axes(weight)
+    ctx.fact(w_axes[0], FactKind.PINNED, f"rows are looked up by input values ({ctx.describe()})")
+    ctx.fact(w_axes[1], FactKind.EMBEDDING, ctx.describe())
+    return (*ctx.axes(ids), w_axes[1])
+
+
+@register(aten.index_select.default)
+def index_select(ctx: RuleContext):
+    x, dim, index = ctx.node.args[:3]
+    axes = list(ctx.axes(x))
+    dim %= len(axes)
+    _indexed(ctx, axes[dim], index)
+    axes[dim] = ctx.axes(index)[0]
+    return tuple(axes)
+
+
+@register(aten.index.Tensor)
+def index(ctx: RuleContext):
+    """Advanced indexing ``x[i0, i1, ...]`` with index tensors on some axes."""
+    x, indices = ctx.node.args[:2]
+    axes = ctx.axes(x)
+    positions = [i for i, idx in enumerate(indices) if idx is not None]
+    for i in positions:
+        _indexed(ctx, axes[i], indices[i])
+    out = ctx.like_output()
+    index_rank = max(len(ctx.axes(indices[i])) for i in positions)
+    adjacent = positions == list(range(positions[0], positions[-1] + 1))
+    start = positions[0] if adjacent else 0
+    rest = [a for i, a in enumerate(axes) if i not in positions]
+    before, after = rest[:start], rest[start:]
+    ctx.unify_all(before, out[: len(before)])
+    ctx.unify_all(after, out[len(out) - len(after) :] if after else [])
+    index_out = out[start : start + index_rank]
+    for i in positions:
+        ctx.broadcast_into(ctx.axes(indices[i]), index_out)
+    ctx.value_domain = ctx.domain_of(x)
+    return out
+
+
+@register(aten.gather.default)
+def gather(ctx: RuleContext):
+    x, dim, index = ctx.node.args[:3]
+    axes, idx_axes = ctx.axes(x), ctx.axes(index)
+    dim %= len(axes)
+    _indexed(ctx, axes[dim], index)
+    for d, (a, b) in enumerate(zip(axes, idx_axes)):
+        if d != dim and ctx.size(a) == ctx.size(b):
+            ctx.unify_all([a], [b])
+    return idx_axes
+
+
+@register(aten.index_put.default, aten.index_put_.default)
+def index_put(ctx: RuleContext):
+    x, indices, values = ctx.node.args[:3]
+    axes = ctx.axes(x)
+    positions = [i for i, idx in enumerate(indices) if idx is not None]
+    for i in positions:
+        _indexed(ctx, axes[i], indices[i])
+    trailing = axes[positions[-1] + 1 :] if positions else axes
+    v_axes = ctx.axes(values)
+    if v_axes is not None and trailing and len(v_axes) >= len(trailing):
+        ctx.unify_all(v_axes[len(v_axes) - len(trailing) :], trailing)
+    return axes
+
+
+@register(
+    aten.scatter.src,
+    aten.scatter.value,
+    aten.scatter_.src,
+    aten.scatter_.value,
+    aten.scatter_add.default,
+    aten.scatter_add_.default,
+    aten.scatter_reduce.two,
+)
+def scatter(ctx: RuleContext):
+    x, dim = ctx.node.args[:2]
+    index = ctx.node.args[2]
+    axes = ctx.axes(x)
+    dim %= len(axes)
+    _indexed(ctx, axes[dim], index)
+    return axes
+
+
+@register(aten.histc.default)
+def histc(ctx: RuleContext):
+    """Counting routed tokens per expert: with integer bins over the value
+    domain's positions, bin ``e`` is expert ``e``."""
+    x, bins = ctx.node.args[:2]
+    low, high = ctx.arg(2, "min", 0), ctx.arg(3, "max", 0)
+    out = ctx.like_output()
+    domain = ctx.domain_of(x)
+    exact = domain is not None and ctx.size(domain) == bins and (low, high) == (0, bins - 1)
+    if exact:
+        ctx.unify(out[0], domain)
+    return out
+
+
+@register(aten.bincount.default)
+def bincount(ctx: RuleContext):
+    out = ctx.like_output()
+    domain = ctx.domain_of(ctx.node.args[0])
+    if domain is not None and ctx.size(domain) == ctx.size(out[0]):
+        ctx.unify(out[0], domain)
+    return out
+
+
+@register(aten.one_hot.default)
+def one_hot(ctx: RuleContext):
+    x = ctx.node.args[0]
+    out = ctx.like_output()
+    domain = ctx.domain_of(x)
+    ctx.unify_all(ctx.axes(x), out[:-1])
+    if domain is not None and ctx.size(domain) == ctx.size(out[-1]):
+        ctx.unify(out[-1], domain)
+    return out

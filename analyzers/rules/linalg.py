@@ -1,0 +1,126 @@
+"""Matrix products: linear layers (also with transposed weights, as in HF
+``Conv1D`` and Falcon), batched products, einsum, and the attention heads that
+batched products between two activations reveal."""
+
+from __future__ import annotations
+
+import re
+
+from torch import ops
+
+from ..axes import FactKind
+from .context import RuleContext
+from .registry import register
+
+aten = ops.aten
+
+
+@register(aten.linear.default)
+def linear(ctx: RuleContext):
+    """``y[..., o] = x[..., i] W[o, i] + b[o]``."""
+    x, weight = ctx.node.args[:2]
+    bias = ctx.arg(2, "bias")
+    x_axes, w_axes = ctx.axes(x), ctx.axes(weight)
+    out = ctx.like_output()
+    ctx.unify_all(x_axes[:-1], out[:-1])
+    ctx.unify(x_axes[-1], w_axes[1])
+    ctx.unify(out[-1], w_axes[0])
+    if ctx.axes(bias) is not None:
+        ctx.broadcast_into(ctx.axes(bias), out)
+    return out
+
+
+def _product(ctx: RuleContext, a_axes, b_axes, a_node, b_node, out):
+    """Relate ``a[..., M, K] @ b[..., K, N] -> out[..., M, N]`` (both rank >= 2)."""
+    batch_a, batch_b = a_axes[:-2], b_axes[:-2]
+    batch_out = out[:-2]
+    if batch_out and not ctx.is_weight(a_node) and not ctx.is_weight(b_node):
+        _tag_attention(ctx, batch_b, b_axes[-2], b_axes[-1])
+    ctx.broadcast_into(batch_a, batch_out)
+    ctx.broadcast_into(batch_b, batch_out)
+    ctx.unify(a_axes[-1], b_axes[-2])
+    ctx.unify_all([a_axes[-2], b_axes[-1]], out[-2:])
+
+
+def _tag_attention(ctx: RuleContext, batch_b, k_atom, n_atom) -> None:
+    """A batched product of two activations computes per-head scores or
+    per-head outputs: its batch axes are heads and its inner axes belong to one
+    head. Heads on the right operand (keys/values) that were broadcast from
+    size 1 (``repeat_kv``) are queries per KV head; the rest are KV heads."""
+    for atom in batch_b:
+        for leaf in ctx.algebra.product_leaves(atom):
+            broadcast = ctx.algebra.has_fact(leaf, FactKind.BROADCAST)
+            ctx.fact(leaf, FactKind.Q_PER_KV if broadcast else FactKind.KV_HEAD, ctx.describe())
+            ctx.fact(leaf, FactKind.HEAD, ctx.describe())
+    for atom in (k_atom, n_atom):
+        ctx.fact(atom, FactKind.HEAD_DIM, ctx.describe())
+
+
+@register(aten.matmul.default)
+def matmul(ctx: RuleContext):
+    a, b = ctx.node.args[:2]
+    a_axes, b_axes = list(ctx.axes(a)), list(ctx.axes(b))
+    out = ctx.like_output()
+    one = ctx.algebra.new(1)
+    full_out = list(out)
+    if len(a_axes) == 1:
+        a_axes.insert(0, one)
+        full_out.insert(len(full_out) - (0 if len(b_axes) == 1 else 1), one)
+    if len(b_axes) == 1:
+        b_axes.append(one)
+        full_out.append(one)
+    _product(ctx, tuple(a_axes), tuple(b_axes), a, b, tuple(full_out))
+    return out
+
+
+@register(aten.mm.default, aten.bmm.default)
+def mm(ctx: RuleContext):
+    a, b = ctx.node.args[:2]
+    out = ctx.like_output()
+    _product(ctx, ctx.axes(a), ctx.axes(b), a, b, out)
+    return out
+
+
+@register(aten.addmm.default, aten.baddbmm.default, aten.addbmm.default)
+def addmm(ctx: RuleContext):
+    """``bias + a @ b``: GPT-2's ``Conv1D`` is ``addmm(b, x, W)`` with ``W[in, out]``."""
+    bias, a, b = ctx.node.args[:3]
+    out = ctx.like_output()
+    _product(ctx, ctx.axes(a), ctx.axes(b), a, b, out)
+    ctx.broadcast_into(ctx.axes(bias), out)
+    return out
+
+
+@register(aten.einsum.default)
+def einsum(ctx: RuleContext):
+    """Axes named by the same letter are one; ``...`` broadcasts from the right."""
+    equation, operands = ctx.node.args[:2]
+    equation = equation.replace(" ", "")
+    inputs, _, output = equation.partition("->")
+    specs = inputs.split(",")
+    if not output:
+        letters = "".join(specs).replace(".", "")
+        output = "..." * ("..." in inputs) + "".join(
+            sorted(c for c in set(letters) if letters.count(c) == 1)
+        )
+    out = ctx.like_output()
+    named: dict[str, int] = {}
+
+    def bind(spec: str, axes) -> None:
+        labels = re.findall(r"\.\.\.|[a-zA-Z]", spec)
+        if "..." in labels:
+            at = labels.index("...")
+            extra = len(axes) - (len(labels) - 1)
+            labels[at : at + 1] = [f"@{extra - i}" for i in range(extra)]
+        for label, atom in zip(labels, axes, strict=True):
+            if ctx.size(atom) == 1:
+                continue
+            if label in named:
+                ctx.unify(named[label], atom)
+            else:
+                named[label] = atom
+
+    for spec, operand in zip(specs, operands, strict=True):
+        bind(spec, ctx.axes(operand))
+    bind(output, out)
+    return out

@@ -1,0 +1,139 @@
+"""Ops that re-arrange axes without touching values: reshapes (which reveal
+heads), permutations, squeezes and broadcasts."""
+
+from __future__ import annotations
+
+from math import prod
+
+from torch import ops
+
+from ..axes import FactKind
+from .context import RuleContext
+from .registry import register
+
+aten = ops.aten
+
+
+def _reshape(ctx: RuleContext, source, out_shape) -> tuple[int, ...]:
+    """Row-major reshape: output axes are products of the input's factors."""
+    axes = ctx.axes(source)
+    out = ctx.fresh(out_shape)
+    factors = [leaf for atom in axes for leaf in ctx.algebra.product_leaves(atom)]
+    out_factors = [leaf for atom in out for leaf in ctx.algebra.product_leaves(atom)]
+    ctx.algebra.unify_products(factors, out_factors)
+    ctx.value_domain = ctx.domain_of(source)
+    return out
+
+
+@register(
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.view_as.default,
+    aten.reshape_as.default,
+    aten.flatten.using_ints,
+    aten.unflatten.int,
+    aten.ravel.default,
+)
+def reshape(ctx: RuleContext):
+    """``view [B, S, -1, 64]`` splits a 384-wide axis into 6 x 64 and so on.
+
+    The output's axes are fresh; unifying the two factor lists splits whichever
+    side is coarser, so the split is seen by every axis already joined to it.
+    """
+    return _reshape(ctx, ctx.node.args[0], ctx.out_shape())
+
+
+@register(aten.permute.default)
+def permute(ctx: RuleContext):
+    axes = ctx.axes(ctx.node.args[0])
+    return tuple(axes[d] for d in ctx.node.args[1])
+
+
+@register(aten.transpose.int, aten.swapaxes.default)
+def transpose(ctx: RuleContext):
+    axes = list(ctx.axes(ctx.node.args[0]))
+    a, b = (d % len(axes) for d in ctx.node.args[1:3])
+    axes[a], axes[b] = axes[b], axes[a]
+    return tuple(axes)
+
+
+@register(aten.t.default, aten.numpy_T.default)
+def t(ctx: RuleContext):
+    return tuple(reversed(ctx.axes(ctx.node.args[0])))
+
+
+@register(aten.movedim.int)
+def movedim(ctx: RuleContext):
+    axes = list(ctx.axes(ctx.node.args[0]))
+    src, dst = (d % len(axes) for d in ctx.node.args[1:3])
+    axes.insert(dst, axes.pop(src))
+    return tuple(axes)
+
+
+@register(aten.unsqueeze.default)
+def unsqueeze(ctx: RuleContext):
+    axes = list(ctx.axes(ctx.node.args[0]))
+    dim = ctx.node.args[1] % (len(axes) + 1)
+    axes.insert(dim, ctx.algebra.new(1))
+    ctx.value_domain = ctx.domain_of(ctx.node.args[0])
+    return tuple(axes)
+
+
+@register(aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default)
+def squeeze(ctx: RuleContext):
+    axes = ctx.axes(ctx.node.args[0])
+    if len(ctx.node.args) > 1:
+        dims = ctx.node.args[1]
+        dims = {d % len(axes) for d in (dims if isinstance(dims, (list, tuple)) else [dims])}
+    else:
+        dims = set(range(len(axes)))
+    ctx.value_domain = ctx.domain_of(ctx.node.args[0])
+    return tuple(a for i, a in enumerate(axes) if not (i in dims and ctx.size(a) == 1))
+
+
+@register(aten.expand.default, aten.expand_as.default)
+def expand(ctx: RuleContext):
+    """Axes of size 1 expanded to n become new axes (GQA's ``repeat_kv`` makes
+    the queries-per-KV-head axis this way); the others pass through."""
+    axes = ctx.axes(ctx.node.args[0])
+    out_shape = ctx.out_shape()
+    new = len(out_shape) - len(axes)
+    out = list(ctx.fresh(out_shape[:new]))
+    for atom, size in zip(axes, out_shape[new:]):
+        if ctx.size(atom) == size:
+            out.append(atom)
+        else:
+            fresh = ctx.algebra.new(size)
+            ctx.fact(fresh, FactKind.BROADCAST, f"expanded from 1 to {size} by {ctx.describe()}")
+            out.append(fresh)
+    return tuple(out)
+
+
+@register(aten.repeat.default)
+def repeat(ctx: RuleContext):
+    """Tiling: each output axis is ``repeats x input axis`` (the copy index outermost)."""
+    axes = ctx.axes(ctx.node.args[0])
+    repeats = list(ctx.node.args[1])
+    new = len(repeats) - len(axes)
+    out = list(ctx.fresh(repeats[:new]))
+    for atom, times in zip(axes, repeats[new:]):
+        copies = ctx.algebra.new(times)
+        ctx.fact(copies, FactKind.BROADCAST, f"tiled {times} times by {ctx.describe()}")
+        out.append(ctx.algebra.product([copies, atom]))
+    return tuple(out)
+
+
+@register(aten.repeat_interleave.self_int)
+def repeat_interleave(ctx: RuleContext):
+    """Each index is repeated in place: the output axis is ``input axis x repeats``."""
+    axes = list(ctx.axes(ctx.node.args[0]))
+    repeats = ctx.arg(1, "repeats")
+    dim = ctx.arg(2, "dim")
+    if dim is None:
+        axes, dim = list(_reshape(ctx, ctx.node.args[0], [prod(ctx.shape(ctx.node.args[0]))])), 0
+    copies = ctx.algebra.new(repeats)
+    ctx.fact(copies, FactKind.BROADCAST, f"repeated {repeats} times by {ctx.describe()}")
+    dim %= len(axes)
+    axes[dim] = ctx.algebra.product([axes[dim], copies])
+    return tuple(axes)

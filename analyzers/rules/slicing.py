@@ -1,0 +1,140 @@
+"""Ops that cut an axis into segments or join segments into one: slices,
+splits, chunks, cat and stack. Fused projections (qkv, gate_up) and RoPE's
+rotate-half are seen through these."""
+
+from __future__ import annotations
+
+import sys
+from itertools import accumulate
+
+from torch import ops
+
+from .context import RuleContext
+from .registry import register
+
+aten = ops.aten
+
+
+def _segments(ctx: RuleContext, source, dim: int, sizes: list[int]) -> list[int]:
+    """Cut axis ``dim`` of ``source`` into consecutive segments of ``sizes``."""
+    atom = ctx.axes(source)[dim]
+    return ctx.algebra.cut(atom, list(accumulate(sizes))[:-1])
+
+
+def _split_outputs(ctx: RuleContext, source, dim: int, sizes: list[int]):
+    axes = ctx.axes(source)
+    dim %= len(axes)
+    pieces = _segments(ctx, source, dim, sizes)
+    return [(*axes[:dim], piece, *axes[dim + 1 :]) for piece in pieces]
+
+
+@register(aten.slice.Tensor)
+def slice_(ctx: RuleContext):
+    source = ctx.node.args[0]
+    axes = ctx.axes(source)
+    dim = ctx.arg(1, "dim", 0) % len(axes)
+    size = ctx.shape(source)[dim]
+    start, end, step = ctx.arg(2, "start"), ctx.arg(3, "end"), ctx.arg(4, "step", 1)
+    start = 0 if start is None else start
+    end = sys.maxsize if end is None else end
+    start, end, _ = slice(start, end).indices(size)
+    end = max(start, end)
+    if step != 1 and end - start > 1:
+        out = list(axes)
+        out[dim] = ctx.fresh([ctx.out_shape()[dim]])[0]
+        ctx.freeze(axes[dim], f"strided slice (step {step}) interleaves indices")
+        return tuple(out)
+    if start == 0 and end == size:
+        return axes
+    pieces = _split_outputs(ctx, source, dim, [start, end - start, size - end])
+    return pieces[1] if start else pieces[0]
+
+
+@register(aten.narrow.default)
+def narrow(ctx: RuleContext):
+    source, dim, start, length = ctx.node.args[:4]
+    size = ctx.shape(source)[dim]
+    pieces = _split_outputs(ctx, source, dim, [start, length, size - start - length])
+    return pieces[1] if start else pieces[0]
+
+
+@register(aten.select.int)
+def select(ctx: RuleContext):
+    """Picking one index: that index becomes a segment of its own, and the axis goes."""
+    source, dim, index = ctx.node.args[:3]
+    axes = ctx.axes(source)
+    dim %= len(axes)
+    size = ctx.shape(source)[dim]
+    index %= size
+    _segments(ctx, source, dim, [index, 1, size - index - 1])
+    return axes[:dim] + axes[dim + 1 :]
+
+
+@register(aten.split.Tensor, aten.split_with_sizes.default, aten.unsafe_split.Tensor)
+def split(ctx: RuleContext):
+    source = ctx.node.args[0]
+    dim = ctx.arg(2, "dim", 0)
+    sizes = [shape[dim] for shape in ctx.out_shapes()]
+    return _split_outputs(ctx, source, dim, sizes)
+
+
+@register(aten.chunk.default, aten.unsafe_chunk.default)
+def chunk(ctx: RuleContext):
+    source = ctx.node.args[0]
+    dim = ctx.arg(2, "dim", 0)
+    sizes = [shape[dim] for shape in ctx.out_shapes()]
+    return _split_outputs(ctx, source, dim, sizes)
+
+
+@register(aten.unbind.int)
+def unbind(ctx: RuleContext):
+    source = ctx.node.args[0]
+    dim = ctx.arg(1, "dim", 0) % len(ctx.axes(source))
+    n = ctx.shape(source)[dim]
+    return [piece[:dim] + piece[dim + 1 :] for piece in _split_outputs(ctx, source, dim, [1] * n)]
+
+
+@register(aten.cat.default, aten.concat.default, aten.concatenate.default)
+def cat(ctx: RuleContext):
+    """The output axis along ``dim`` is the concatenation of the inputs' axes."""
+    tensors = [t for t in ctx.node.args[0] if ctx.axes(t) is not None and ctx.shape(t) != (0,)]
+    out = ctx.out_shape()
+    dim = ctx.arg(1, "dim", 0) % len(out)
+    first = ctx.axes(tensors[0])
+    for other in tensors[1:]:
+        axes = ctx.axes(other)
+        ctx.unify_all(first[:dim] + first[dim + 1 :], axes[:dim] + axes[dim + 1 :])
+    joined = ctx.algebra.concat([ctx.axes(t)[dim] for t in tensors])
+    return (*first[:dim], joined, *first[dim + 1 :])
+
+
+@register(aten.stack.default)
+def stack(ctx: RuleContext):
+    tensors = list(ctx.node.args[0])
+    first = ctx.axes(tensors[0])
+    for other in tensors[1:]:
+        ctx.unify_all(first, ctx.axes(other))
+    dim = ctx.arg(1, "dim", 0) % (len(first) + 1)
+    new = ctx.algebra.new(len(tensors))
+    return (*first[:dim], new, *first[dim:])
+
+
+@register(aten.constant_pad_nd.default, aten.pad.default)
+def pad(ctx: RuleContext):
+    """Padding appends new segments around an axis: the original part keeps its units."""
+    source = ctx.node.args[0]
+    axes = list(ctx.axes(source))
+    amounts = list(ctx.node.args[1])
+    out_shape = ctx.out_shape()
+    for i in range(len(amounts) // 2):
+        dim = len(axes) - 1 - i
+        before, after = amounts[2 * i], amounts[2 * i + 1]
+        if before == 0 and after == 0:
+            continue
+        if before < 0 or after < 0:
+            ctx.freeze(axes[dim], "negative padding crops by position")
+            axes[dim] = ctx.algebra.new(out_shape[dim])
+            continue
+        parts = [ctx.algebra.new(before), axes[dim], ctx.algebra.new(after)]
+        axes[dim] = ctx.algebra.concat(parts)
+    return tuple(axes)

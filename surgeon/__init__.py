@@ -1,0 +1,25 @@
+"""fx-surgeon: capture a model as an FX graph, find what must be pruned together,
+and shrink it.
+
+>>> import surgeon
+>>> analysis = surgeon.analyze(model)          # doctest: +SKIP
+>>> print(analysis.summary())                   # doctest: +SKIP
+"""
+
+from surgeon.analyzers import Analysis, Block, Group, GroupKind, Layout, Level, Member, analyze
+from surgeon.errors import CaptureError, InputError, SurgeonError
+
+__all__ = [
+    "Analysis",
+    "Block",
+    "CaptureError",
+    "Group",
+    "GroupKind",
+    "InputError",
+    "Layout",
+    "Level",
+    "Member",
+    "SurgeonError",
+    "analyze",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,23 @@
+"""One exception hierarchy: every message names the module, op or parameter at
+fault and says what to do about it."""
+
+from __future__ import annotations
+
+__all__ = ["SurgeonError", "CaptureError", "InputError"]
+
+
+class SurgeonError(Exception):
+    """Base class of every error fx-surgeon raises on purpose."""
+
+
+class CaptureError(SurgeonError):
+    """The model could not be captured as a graph (export and fallback failed)."""
+
+    def __init__(self, message: str, *, module: str | None = None, cause: str | None = None):
+        super().__init__(message)
+        self.module = module
+        self.cause = cause
+
+
+class InputError(SurgeonError, ValueError):
+    """An argument given to the public API is unusable (wrong type, shape or value)."""
