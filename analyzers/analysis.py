@@ -70,7 +70,12 @@ def _tied_aliases(model: nn.Module) -> dict[str, tuple[str, ...]]:
     by_tensor: dict[int, list[str]] = {}
     for name, param in model.named_parameters(remove_duplicate=False):
         by_tensor.setdefault(id(param), []).append(name)
-    return {names[0]: tuple(names[1:]) for names in by_tensor.values() if len(names) > 1}
+    return {
+        name: tuple(other for other in names if other != name)
+        for names in by_tensor.values()
+        if len(names) > 1
+        for name in names
+    }
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ class Structure:
 class FactKind(enum.Enum):
     """What the op rules learn about an axis."""
 
-    PINNED = "pinned"  # an interface axis: model input/output, rows looked up by value
+    PINNED = "pinned"  # an interface axis: model input/output, rows looked up by token id
+    POSITION = "position"  # positions: spatial axes, kernel windows, position-table rows
     FROZEN = "frozen"  # an op without a rule, or views that do not align
     HEAD = "head"  # a batch axis of attention (one index per head)
     KV_HEAD = "kv_head"  # head axis of the key/value side

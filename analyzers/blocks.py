@@ -51,16 +51,17 @@ def _repeated_children(model: nn.Module) -> Iterable[tuple[str, list[str]]]:
         if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
             continue
         children = list(module.named_children())
-        signatures = Counter(_signature(child) for _, child in children)
-        signature, count = signatures.most_common(1)[0]
-        if count >= 2 and signature[1]:
+        signature, count = Counter(_signature(c) for _, c in children).most_common(1)[0]
+        repeated = [(name, c) for name, c in children if _signature(c) == signature]
+        if count >= 2 and any(True for _ in repeated[0][1].parameters()):
             prefix = f"{path}." if path else ""
-            yield path, [f"{prefix}{n}" for n, child in children if _signature(child) == signature]
+            yield path, [f"{prefix}{name}" for name, _ in repeated]
 
 
-def _signature(module: nn.Module) -> tuple:
-    shapes = tuple((name, tuple(p.shape)) for name, p in module.named_parameters())
-    return type(module).__name__, shapes
+def _signature(module: nn.Module) -> str:
+    # The class alone: widths may differ (a non-uniformly pruned model) and the
+    # first block may own extra parameters (T5's relative attention bias).
+    return type(module).__qualname__
 
 
 def _nodes_by_block(capture: Capture, names: set[str]) -> dict[str, list[fx.Node]]:

@@ -31,6 +31,8 @@ class Capture:
     buffers: dict[str, str]  # placeholder name -> buffer name
     user_inputs: dict[str, str]  # placeholder name -> argument name
     method: str  # "export" or "symbolic_trace"
+    constants: dict[str, torch.Tensor] = field(default_factory=dict)  # placeholder -> value
+    output_labels: list[str] = field(default_factory=list)  # one per flattened output
     owner: Any = field(default=None, repr=False)  # keeps the graph's module alive
 
     def module_of(self, node: fx.Node) -> str:
@@ -74,14 +76,35 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
     user_nodes = [n for n in placeholders if n.name in set(signature.user_inputs)]
     for node, label in zip(user_nodes, flat_names):
         user_inputs[node.name] = label
+    constants = {
+        node: program.constants[name]
+        for node, name in signature.inputs_to_lifted_tensor_constants.items()
+        if isinstance(program.constants.get(name), torch.Tensor)
+    }
     return Capture(
         graph=program.graph,
         params=dict(signature.inputs_to_parameters),
         buffers=dict(signature.inputs_to_buffers),
         user_inputs=user_inputs,
         method="export",
+        constants=constants,
+        output_labels=_leaf_labels(program.call_spec.out_spec),
         owner=program,
     )
+
+
+def _leaf_labels(spec, prefix: str = "") -> list[str]:
+    """Names of the flattened outputs: 'logits', 'past_key_values.0.1', ..."""
+    if spec is None or spec.is_leaf():
+        return [prefix or "output"]
+    children = spec.children()
+    keys = spec.context if isinstance(spec.context, (list, tuple)) else None
+    if keys is None or len(keys) != len(children):
+        keys = range(len(children))
+    labels = []
+    for key, child in zip(keys, children):
+        labels += _leaf_labels(child, f"{prefix}.{key}" if prefix else str(key))
+    return labels
 
 
 def _argument_names(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> list[str]:

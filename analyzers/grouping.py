@@ -1,9 +1,10 @@
 """From coupled axes to groups.
 
-Every parameter dimension expands into leaf axis classes. Classes that appear
-together in one parameter dimension (KV heads and queries per KV head in
-``q_proj``'s rows) are pruned together, so groups are the connected components
-of that co-occurrence graph. A head's feature axis (``head_dim``) is structure
+Every parameter dimension expands into leaf axis classes. Classes that are
+factors of one product (KV heads and queries per KV head in ``q_proj``'s rows)
+are pruned together, so groups are the connected components of that graph.
+Classes that are only concatenated (two conv branches feeding one ``cat``) stay
+independent groups. A head's feature axis (``head_dim``) is structure
 inside an attention group, not a unit of its own, and does not connect groups
 (RoPE shares it across all layers through one rotary buffer).
 """
@@ -74,15 +75,33 @@ class _GroupBuilder:
         }
         graph = nx.Graph()
         for d in self.dims:
-            core = [leaf for leaf in dict.fromkeys(d.leaves) if self._is_unit(leaf)]
-            graph.add_nodes_from(core)
-            graph.add_edges_from(pairwise(core))
+            graph.add_nodes_from(leaf for leaf in d.leaves if self._is_unit(leaf))
+            for factors in self._products(d.atom):
+                graph.add_edges_from(pairwise(factors))
         groups = [self._group(component) for component in nx.connected_components(graph)]
         groups.sort(key=lambda g: min(self.order[m.param] for m in g.members))
         return _unique_ids(groups)
 
+    def _products(self, atom: int) -> list[list[int]]:
+        """For every product node under ``atom``, the unit leaves beneath it."""
+        structure = self.algebra.structure(atom)
+        if structure is None:
+            return []
+        found = [f for part in structure.parts for f in self._products(part)]
+        if structure.kind is StructureKind.PRODUCT:
+            leaves = [leaf for leaf in dict.fromkeys(self.algebra.leaves(atom))
+                      if self._is_unit(leaf)]
+            found.append(leaves)
+        return found
+
     def _is_unit(self, leaf: int) -> bool:
-        return leaf not in self.structural and self.algebra.size(leaf) > 1
+        """Positions (spatial axes, kernel windows, position-table rows) are not
+        units anything could be pruned by, so they form no group."""
+        return (
+            leaf not in self.structural
+            and self.algebra.size(leaf) > 1
+            and not self.has(leaf, FactKind.POSITION)
+        )
 
     def _group(self, component: set[int]) -> Group:
         dims = [d for d in self.dims if component & set(d.leaves)]
@@ -132,7 +151,7 @@ class _GroupBuilder:
             return GroupKind.HIDDEN
         if any(self._is_expert_weight(d.param) for d in dims):
             return GroupKind.EXPERT_MLP
-        if any(reason.startswith("rows are looked up") for reason in pins):
+        if any(reason.startswith("vocabulary") for reason in pins):
             return GroupKind.VOCAB
         if any("model input" in reason for reason in pins):
             return GroupKind.INPUT
@@ -179,11 +198,15 @@ class _GroupBuilder:
         return _summarise(reasons) if reasons else None
 
     def _head_dim(self, members: Iterable[Member], units: int) -> int | None:
-        for member in members:
-            layout = member.layout
-            if layout.kind == "product" and layout.size % units == 0:
-                return layout.size // units
-        return None
+        """Width of one head: the smallest product layout over all head levels
+        (``o_proj``'s columns) divided by the number of heads."""
+        members = list(members)
+        levels = set().union(*(m.layout.levels() for m in members))
+        sizes = [
+            m.layout.size for m in members
+            if m.layout.kind == "product" and m.layout.levels() == levels
+        ]
+        return min(sizes) // units if sizes else None
 
     def _blocks_of(self, items) -> list[str]:
         found = []
@@ -197,16 +220,14 @@ class _GroupBuilder:
 def _notes(statistics: list[Fact], selects: list[Fact]) -> list[str]:
     notes = []
     if statistics:
-        modules = list(dict.fromkeys(f.module or f.reason for f in statistics))
+        places = [f.module or f.reason for f in statistics]
         notes.append(
             "removing units is not the same as masking them: statistics are computed over "
-            f"this axis in {_summarise(modules)}"
+            f"this axis ({_summarise(places)})"
         )
     if selects:
-        modules = list(dict.fromkeys(f.module or f.reason for f in selects))
-        notes.append(
-            "softmax/top-k/max over this axis: masking must use -inf, in " + _summarise(modules)
-        )
+        places = [f.module or f.reason for f in selects]
+        notes.append(f"softmax/top-k/max over this axis: mask with -inf ({_summarise(places)})")
     return notes
 
 

@@ -19,8 +19,20 @@ from torch import fx
 from .axes import AxisAlgebra, AxisConflict, Fact, FactKind
 from .capture import Capture
 from .rules import RuleContext, lookup
+from .rules.context import PassState
 
 __all__ = ["Coupling", "propagate"]
+
+_VALUE_PRESERVING = {
+    "aten.lift_fresh_copy.default",
+    "aten.clone.default",
+    "aten.alias.default",
+    "aten.detach.default",
+    "aten._to_copy.default",
+    "aten.to.dtype",
+    "aten.to.device",
+    "aten.to.dtype_layout",
+}
 
 
 @dataclass
@@ -41,10 +53,13 @@ class _Propagator:
     def __init__(self, capture: Capture) -> None:
         self.capture = capture
         self.algebra = AxisAlgebra()
-        self.env: dict[fx.Node, Any] = {}
-        self.domains: dict[fx.Node, Any] = {}
+        self.state = PassState(
+            self.algebra, frozenset(capture.params), frozenset(capture.user_inputs)
+        )
+        self.env = self.state.env
+        self.domains = self.state.domains
+        self.constants = self.state.constants
         self.coupling = Coupling(self.algebra, {}, {})
-        self.weights = frozenset(capture.params)
 
     def run(self) -> Coupling:
         for node in self.capture.graph.nodes:
@@ -57,8 +72,10 @@ class _Propagator:
         if not isinstance(val, torch.Tensor):
             return None
         axes = tuple(self.algebra.new(int(s)) for s in val.shape)
+        if node.name in self.capture.constants:
+            self.constants[node] = self.capture.constants[node.name]
         name = self.capture.params.get(node.name)
-        if name is not None:
+        if name is not None and node.users:  # a tied weight's second name goes unused
             self.coupling.params[name] = axes
             self.coupling.shapes[name] = tuple(int(s) for s in val.shape)
         elif node.name in self.capture.user_inputs:
@@ -68,16 +85,17 @@ class _Propagator:
         return axes
 
     def get_attr(self, node: fx.Node):
-        val = node.meta.get("val")
-        if isinstance(val, torch.Tensor):
-            return tuple(self.algebra.new(int(s)) for s in val.shape)
-        return None
+        value = getattr(self.capture.owner, str(node.target), None)
+        if not isinstance(value, torch.Tensor):
+            return None
+        self.constants[node] = value
+        return tuple(self.algebra.new(int(s)) for s in value.shape)
 
     def call_function(self, node: fx.Node):
         if node.target is operator.getitem:
             return self._getitem(node)
         module = self.capture.module_of(node)
-        ctx = RuleContext(self.algebra, self.env, self.domains, self.weights, node, module)
+        ctx = RuleContext(self.state, node, module)
         rule = lookup(node.target)
         if rule is None:
             self.coupling.unknown_ops.setdefault(str(node.target), []).append(node.name)
@@ -88,6 +106,8 @@ class _Propagator:
             return self._freeze_node(ctx, f"axes do not line up ({conflict})")
         if ctx.value_domain is not None:
             self.domains[node] = ctx.value_domain
+        if str(node.target) in _VALUE_PRESERVING and node.args and node.args[0] in self.constants:
+            self.constants[node] = self.constants[node.args[0]]
         return list(result) if isinstance(result, list) else result
 
     def call_module(self, node: fx.Node):
@@ -96,11 +116,22 @@ class _Propagator:
     call_method = call_module
 
     def output(self, node: fx.Node):
-        for arg in torch.utils._pytree.tree_leaves(node.args):
-            axes = self.env.get(arg) if isinstance(arg, fx.Node) else None
-            if isinstance(axes, tuple):
+        """Outputs are interfaces and keep their axes. When a model returns
+        logits, only they (and a loss) are pinned: hidden states returned beside
+        them (T5's encoder output) describe the model, they do not bound it."""
+        leaves = torch.utils._pytree.tree_leaves(node.args)
+        labels = self.capture.output_labels
+        if len(labels) != len(leaves):
+            labels = ["output"] * len(leaves)
+        primary = {"logits", "loss"}
+        keep = [label.split(".")[0] in primary for label in labels]
+        if not any(keep):
+            keep = [True] * len(leaves)
+        for leaf, label, pinned in zip(leaves, labels, keep):
+            axes = self.env.get(leaf) if isinstance(leaf, fx.Node) else None
+            if pinned and isinstance(axes, tuple):
                 for atom in axes:
-                    self._pin(atom, "axis of a model output")
+                    self._pin(atom, f"axis of the model output '{label}'")
         return None
 
     # -- helpers ------------------------------------------------------------------

@@ -17,7 +17,7 @@ def _units(group) -> str:
 
 
 def _modules(group, limit: int = 3) -> str:
-    modules = group.modules
+    modules = [m or "<root>" for m in group.modules]
     text = ", ".join(modules[:limit])
     return text + (f" (+{len(modules) - limit})" if len(modules) > limit else "")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -10,7 +11,7 @@ from torch import fx
 
 from ..axes import AxisAlgebra, Fact, FactKind
 
-__all__ = ["RuleContext", "Axes", "LAYOUT_OPS"]
+__all__ = ["Axes", "LAYOUT_OPS", "PassState", "RuleContext"]
 
 Axes = tuple[int, ...]
 
@@ -41,25 +42,27 @@ LAYOUT_OPS = frozenset(
 )
 
 
+@dataclass
+class PassState:
+    """What the coupling pass knows so far, shared by every rule invocation."""
+
+    algebra: AxisAlgebra
+    weights: frozenset[str]  # placeholder names of parameters
+    inputs: frozenset[str]  # placeholder names of the model's inputs
+    env: dict[fx.Node, Any] = field(default_factory=dict)  # node -> axes
+    domains: dict[fx.Node, Any] = field(default_factory=dict)  # node -> value domain
+    constants: dict[fx.Node, torch.Tensor] = field(default_factory=dict)  # known values
+
+
 class RuleContext:
     """Bound to one node: reads its inputs' axes and relates them to its output."""
 
-    def __init__(
-        self,
-        algebra: AxisAlgebra,
-        env: dict[fx.Node, Any],
-        value_domains: dict[fx.Node, int],
-        weights: frozenset[str],
-        node: fx.Node,
-        module: str,
-    ) -> None:
-        self.algebra = algebra
+    def __init__(self, state: PassState, node: fx.Node, module: str) -> None:
+        self.algebra = state.algebra
         self.node = node
         self.module = module
-        self._env = env
-        self._value_domains = value_domains
-        self._weights = weights
-        self.value_domain: int | None = None  # set by rules whose output holds indices
+        self._state = state
+        self.value_domain: Any = None  # set by rules whose output holds indices
 
     # -- reading the node ----------------------------------------------------------
     def arg(self, index: int, name: str, default: Any = None) -> Any:
@@ -72,7 +75,7 @@ class RuleContext:
     def axes(self, value: Any) -> Axes | None:
         """Atoms of a tensor argument (``None`` for non-tensors)."""
         if isinstance(value, fx.Node):
-            found = self._env.get(value)
+            found = self._state.env.get(value)
             return found if isinstance(found, tuple) else None
         return None
 
@@ -103,17 +106,28 @@ class RuleContext:
 
     def domain_of(self, value: Any) -> int | None:
         """The axis whose positions the integer values of ``value`` index, if known."""
-        return self._value_domains.get(value) if isinstance(value, fx.Node) else None
+        return self._state.domains.get(value) if isinstance(value, fx.Node) else None
+
+    def constant(self, value: Any) -> torch.Tensor | None:
+        """The value of a tensor known when the graph was captured (a lifted constant)."""
+        return self._state.constants.get(value) if isinstance(value, fx.Node) else None
 
     def is_weight(self, value: Any) -> bool:
         """True if ``value`` is a parameter seen through layout-only ops."""
+        return self._source(value) in self._state.weights
+
+    def is_model_input(self, value: Any) -> bool:
+        """True if ``value`` is one of the model's inputs seen through layout-only ops."""
+        return self._source(value) in self._state.inputs
+
+    def _source(self, value: Any) -> str | None:
         while isinstance(value, fx.Node):
             if value.op == "placeholder":
-                return value.name in self._weights
+                return value.name
             if value.op != "call_function" or str(value.target) not in LAYOUT_OPS:
-                return False
+                return None
             value = value.args[0]
-        return False
+        return None
 
     # -- relating axes ---------------------------------------------------------------
     def fresh(self, shape: Sequence[int]) -> Axes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from torch import ops
 
+from ..axes import FactKind
 from .context import RuleContext
 from .registry import register
 
@@ -43,6 +44,8 @@ def _conv(ctx: RuleContext, x, weight, bias, groups: int, transposed: bool):
             ctx.unify(out[channel], w_axes[0])
     if ctx.axes(bias) is not None:
         ctx.unify(ctx.axes(bias)[0], out[channel])
+    for atom in (*w_axes[2:], *out[channel + 1 :]):
+        ctx.fact(atom, FactKind.POSITION, f"spatial axis of {ctx.describe()}")
     return out
 
 
@@ -96,6 +99,8 @@ def per_channel_spatial(ctx: RuleContext):
     for shape in shapes:
         out = ctx.fresh(shape)
         ctx.unify_all(x_axes[:lead], out[:lead])
+        for atom in out[lead:]:
+            ctx.fact(atom, FactKind.POSITION, f"spatial axis of {ctx.describe()}")
         outs.append(out)
     return outs[0] if len(outs) == 1 else outs
 

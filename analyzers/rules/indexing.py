@@ -28,10 +28,16 @@ def _indexed(ctx: RuleContext, atom: int, index) -> None:
 
 @register(aten.embedding.default)
 def embedding(ctx: RuleContext):
-    """Rows are looked up by token id (an interface axis); columns are features."""
+    """Rows looked up by token ids are the vocabulary (an interface axis); rows
+    looked up by computed ids are positions or buckets. Columns are features."""
     weight, ids = ctx.node.args[:2]
     w_axes = ctx.axes(weight)
-    ctx.fact(w_axes[0], FactKind.PINNED, f"rows are looked up by input values ({ctx.describe()})")
+    if ctx.is_model_input(ids):
+        ctx.fact(w_axes[0], FactKind.PINNED, f"vocabulary: rows are looked up by token ids "
+                 f"({ctx.describe()})")
+    else:
+        ctx.fact(w_axes[0], FactKind.POSITION, f"rows are looked up by computed positions "
+                 f"({ctx.describe()})")
     ctx.fact(w_axes[1], FactKind.EMBEDDING, ctx.describe())
     return (*ctx.axes(ids), w_axes[1])
 
@@ -46,15 +52,41 @@ def index_select(ctx: RuleContext):
     return tuple(axes)
 
 
+def _constant_range(ctx: RuleContext, index, size: int) -> tuple[int, int] | None:
+    """``(start, stop)`` if ``index`` is a constant 1-D run of consecutive positions."""
+    value = ctx.constant(index)
+    if value is None or value.dim() != 1 or value.numel() == 0 or value.is_floating_point():
+        return None
+    positions = [int(v) % size for v in value.tolist()]
+    start = positions[0]
+    return (start, start + len(positions)) if positions == list(range(start, start + len(positions))) else None
+
+
 @register(aten.index.Tensor)
 def index(ctx: RuleContext):
-    """Advanced indexing ``x[i0, i1, ...]`` with index tensors on some axes."""
+    """Advanced indexing ``x[i0, i1, ...]`` with index tensors on some axes.
+
+    A constant run of positions on one axis (Falcon picks its key and value
+    heads out of the fused projection with ``[..., [-2], :]``) is a slice; other
+    index tensors address the axis by run-time values."""
     x, indices = ctx.node.args[:2]
     axes = ctx.axes(x)
     positions = [i for i, idx in enumerate(indices) if idx is not None]
+    out = ctx.like_output()
+    if len(positions) == 1:
+        (i,) = positions
+        run = _constant_range(ctx, indices[i], ctx.shape(x)[i])
+        if run is not None:
+            size = ctx.shape(x)[i]
+            start, stop = run
+            pieces = ctx.algebra.cut(axes[i], [start, stop])
+            piece = pieces[1] if start else pieces[0]
+            if size == stop - start:
+                piece = axes[i]
+            ctx.unify_all([*axes[:i], piece, *axes[i + 1 :]], out)
+            return out
     for i in positions:
         _indexed(ctx, axes[i], indices[i])
-    out = ctx.like_output()
     index_rank = max(len(ctx.axes(indices[i])) for i in positions)
     adjacent = positions == list(range(positions[0], positions[-1] + 1))
     start = positions[0] if adjacent else 0

@@ -92,7 +92,7 @@ def squeeze(ctx: RuleContext):
     return tuple(a for i, a in enumerate(axes) if not (i in dims and ctx.size(a) == 1))
 
 
-@register(aten.expand.default, aten.expand_as.default)
+@register(aten.expand.default, aten.expand_as.default, aten.broadcast_to.default)
 def expand(ctx: RuleContext):
     """Axes of size 1 expanded to n become new axes (GQA's ``repeat_kv`` makes
     the queries-per-KV-head axis this way); the others pass through."""

@@ -39,6 +39,10 @@ def slice_(ctx: RuleContext):
     end = sys.maxsize if end is None else end
     start, end, _ = slice(start, end).indices(size)
     end = max(start, end)
+    if end == start:
+        out = list(axes)
+        out[dim] = ctx.algebra.new(0)
+        return tuple(out)
     if step != 1 and end - start > 1:
         out = list(axes)
         out[dim] = ctx.fresh([ctx.out_shape()[dim]])[0]
@@ -97,9 +101,12 @@ def unbind(ctx: RuleContext):
 @register(aten.cat.default, aten.concat.default, aten.concatenate.default)
 def cat(ctx: RuleContext):
     """The output axis along ``dim`` is the concatenation of the inputs' axes."""
-    tensors = [t for t in ctx.node.args[0] if ctx.axes(t) is not None and ctx.shape(t) != (0,)]
     out = ctx.out_shape()
     dim = ctx.arg(1, "dim", 0) % len(out)
+    tensors = [
+        t for t in ctx.node.args[0]
+        if ctx.axes(t) is not None and len(ctx.shape(t)) == len(out) and ctx.shape(t)[dim] > 0
+    ]
     first = ctx.axes(tensors[0])
     for other in tensors[1:]:
         axes = ctx.axes(other)
