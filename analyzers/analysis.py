@@ -54,8 +54,11 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     args, kwargs = example_inputs(model) if inputs is None else normalise_inputs(inputs)
     captured = capture(model, args, kwargs)
     coupling = propagate(captured)
+    names = _ParameterNames(model)
+    coupling.params = {names.canonical(n): axes for n, axes in coupling.params.items()}
+    coupling.shapes = {names.canonical(n): shape for n, shape in coupling.shapes.items()}
     blocks = find_blocks(model, captured)
-    groups = form_groups(coupling, blocks, _tied_aliases(model))
+    groups = form_groups(coupling, blocks, names.aliases, names.order)
     return Analysis(
         model_class=type(model).__name__,
         groups=tuple(groups),
@@ -66,16 +69,20 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     )
 
 
-def _tied_aliases(model: nn.Module) -> dict[str, tuple[str, ...]]:
-    by_tensor: dict[int, list[str]] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        by_tensor.setdefault(id(param), []).append(name)
-    return {
-        name: tuple(other for other in names if other != name)
-        for names in by_tensor.values()
-        if len(names) > 1
-        for name in names
-    }
+class _ParameterNames:
+    """Parameter names in model order; a tied parameter is named by its first
+    name (``model.embed_tokens.weight``), the others are its aliases."""
+
+    def __init__(self, model: nn.Module) -> None:
+        ties: dict[int, list[str]] = {}
+        for name, param in model.named_parameters(remove_duplicate=False):
+            ties.setdefault(id(param), []).append(name)
+        self.order = {name: i for i, names in enumerate(ties.values()) for name in names}
+        self._canonical = {name: names[0] for names in ties.values() for name in names}
+        self.aliases = {names[0]: tuple(names[1:]) for names in ties.values() if len(names) > 1}
+
+    def canonical(self, name: str) -> str:
+        return self._canonical.get(name, name)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,9 @@ _PASS_THROUGH = {
     "aten.clone.default",
     "aten.contiguous.default",
     "aten.dropout.default",
+    "aten.view.default",  # OPT flattens tokens around its MLP
+    "aten.reshape.default",
+    "aten._unsafe_view.default",
 }
 
 
@@ -99,7 +102,8 @@ def _describe(
 
 
 def _residual_source(out: fx.Node, inputs: set[fx.Node], inside: set[fx.Node]) -> fx.Node | None:
-    """Follow additions and casts from ``out`` back to a block input of the same shape."""
+    """Follow additions, casts and reshapes from ``out`` back to a block input of
+    the same shape."""
     shape = out.meta["val"].shape
     stack, seen = [out], set()
     while stack:

@@ -35,13 +35,17 @@ class _Dim:
 
 
 def form_groups(
-    coupling: Coupling, blocks: Sequence[Block], aliases: dict[str, tuple[str, ...]]
+    coupling: Coupling,
+    blocks: Sequence[Block],
+    aliases: dict[str, tuple[str, ...]],
+    order: dict[str, int],
 ) -> list[Group]:
-    return _GroupBuilder(coupling, blocks, aliases).build()
+    """Groups in model order (by their first parameter)."""
+    return _GroupBuilder(coupling, blocks, aliases, order).build()
 
 
 class _GroupBuilder:
-    def __init__(self, coupling: Coupling, blocks: Sequence[Block], aliases) -> None:
+    def __init__(self, coupling: Coupling, blocks: Sequence[Block], aliases, order) -> None:
         self.coupling = coupling
         self.algebra: AxisAlgebra = coupling.algebra
         self.blocks = blocks
@@ -53,7 +57,7 @@ class _GroupBuilder:
             for d, atom in enumerate(axes)
             if self.algebra.size(atom) > 1
         ]
-        self.order = {param: i for i, param in enumerate(coupling.params)}
+        self.order = order
 
     # -- facts ---------------------------------------------------------------------
     def facts(self, leaf: int) -> list[Fact]:
@@ -79,7 +83,7 @@ class _GroupBuilder:
             for factors in self._products(d.atom):
                 graph.add_edges_from(pairwise(factors))
         groups = [self._group(component) for component in nx.connected_components(graph)]
-        groups.sort(key=lambda g: min(self.order[m.param] for m in g.members))
+        groups.sort(key=lambda g: min((self.order.get(m.param, 0), m.dim) for m in g.members))
         return _unique_ids(groups)
 
     def _products(self, atom: int) -> list[list[int]]:
@@ -126,8 +130,9 @@ class _GroupBuilder:
         size = 1
         for level in group_levels:
             size *= level.size
+        prefix = "" if kind == GroupKind.HIDDEN else _common_prefix(m.module for m in members)
         return Group(
-            id=f"{kind.value}@{_common_prefix(m.module for m in members)}".rstrip("@"),
+            id=f"{kind.value}@{prefix}".rstrip("@"),
             kind=kind,
             levels=group_levels,
             members=members,

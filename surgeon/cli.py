@@ -1,0 +1,79 @@
+"""The ``surgeon`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from surgeon.errors import SurgeonError
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from surgeon import analyze
+    from surgeon.demo import demo_model
+
+    model = demo_model()
+    analysis = analyze(model)
+    print(analysis.to_json() if args.json else analysis.summary())
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    """Analyse a Hugging Face model directory (or a config.json) on the meta
+    device: the structure needs no weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModel
+
+    from surgeon import analyze
+
+    path = Path(args.path)
+    directory = path.parent if path.name == "config.json" else path
+    if not (directory / "config.json").is_file():
+        raise SurgeonError(f"no config.json in '{directory}': give a Hugging Face model directory")
+    config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+    with torch.device("meta"):
+        try:
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+        except ValueError:
+            model = AutoModel.from_config(config, trust_remote_code=False)
+    analysis = analyze(model.eval())
+    print(analysis.to_json() if args.json else analysis.summary())
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="surgeon",
+        description="Capture a model as an FX graph and find what must be pruned together.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo", help="analyse the embedded default model (no download) and print its groups"
+    )
+    demo.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    demo.set_defaults(run=_demo)
+    inspect = commands.add_parser(
+        "inspect", help="analyse a Hugging Face model directory on meta (weights not needed)"
+    )
+    inspect.add_argument("path", help="a model directory, or its config.json")
+    inspect.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    inspect.set_defaults(run=_inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except SurgeonError as error:
+        print(f"surgeon {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
