@@ -115,21 +115,26 @@ def _argument_names(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> li
 
 def _symbolic_trace(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
     """Fallback for plain modules: symbolic trace, then lower to aten with make_fx
-    so the same op rules apply. Parameters become explicit inputs."""
+    so the same op rules apply. Parameters become explicit inputs. Tracing runs on
+    fake tensors: a value that leaves torch (``.numpy()``) fails loudly instead
+    of being baked into the graph as a constant that hides a dependency."""
     from torch.fx.experimental.proxy_tensor import make_fx
     from torch.func import functional_call
 
-    traced = fx.symbolic_trace(model)
+    # Non-tensor keyword arguments (configuration objects export refuses) are
+    # baked into the trace; tensors stay inputs.
+    concrete = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+    traced = fx.symbolic_trace(model, concrete_args=concrete or None)
     state = dict(traced.named_parameters())
     params = list(state)
     buffers = [name for name, _ in traced.named_buffers()]
     state.update(traced.named_buffers())
-    fake = any(t.device.type == "meta" for t in state.values())
 
     def run(state, *inputs):
-        return functional_call(traced, state, inputs, kwargs)
+        return functional_call(traced, state, inputs, tensors)
 
-    lowered = make_fx(run, tracing_mode="fake" if fake else "real", record_module_stack=True)(
+    lowered = make_fx(run, tracing_mode="fake", record_module_stack=True)(
         state, *args
     )
     placeholders = [n for n in lowered.graph.nodes if n.op == "placeholder"]
