@@ -3,5 +3,14 @@
 from .analysis import Analysis, AnalyzeOptions, analyze
 from .model import Block, Group, GroupKind, Layout, Level, Member
 
-__all__ = ["Analysis", "AnalyzeOptions", "Block", "Group", "GroupKind", "Layout", "Level",
-           "Member", "analyze"]
+__all__ = [
+    "Analysis",
+    "AnalyzeOptions",
+    "Block",
+    "Group",
+    "GroupKind",
+    "Layout",
+    "Level",
+    "Member",
+    "analyze",
+]

@@ -121,15 +121,20 @@ class Analysis:
         graph = nx.DiGraph(model=self.model_class)
         for group in self.groups:
             graph.add_node(
-                group.id, type="group", kind=group.kind.value, size=group.size,
-                frozen=group.frozen, mask_equivalent=group.mask_equivalent,
+                group.id,
+                type="group",
+                kind=group.kind.value,
+                size=group.size,
+                frozen=group.frozen,
+                mask_equivalent=group.mask_equivalent,
             )
             for member in group.members:
                 graph.add_node(member.param, type="param", shape=member.shape, module=member.module)
                 graph.add_edge(group.id, member.param, dim=member.dim, layout=str(member.layout))
         for block in self.blocks:
-            graph.add_node(block.name, type="block", residual=block.residual,
-                           removable=block.removable)
+            graph.add_node(
+                block.name, type="block", residual=block.residual, removable=block.removable
+            )
             for param in [n for n, d in graph.nodes(data=True) if d.get("type") == "param"]:
                 if param.startswith(block.name + "."):
                     graph.add_edge(block.name, param)

@@ -23,6 +23,7 @@ import enum
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from math import prod
 
 __all__ = ["AxisAlgebra", "AxisConflict", "Fact", "FactKind", "Structure", "StructureKind"]
@@ -231,7 +232,7 @@ class AxisAlgebra:
             return [root]
         structure = self._structure.get(root)
         if structure is None:
-            segments = [self.new(end - start) for start, end in zip(bounds, bounds[1:])]
+            segments = [self.new(end - start) for start, end in pairwise(bounds)]
             self._refine(root, Structure(StructureKind.CONCAT, tuple(segments)))
             return segments
         if structure.kind is StructureKind.PRODUCT:
@@ -255,10 +256,7 @@ class AxisAlgebra:
         for part in self.concat_parts(root):
             parts.append((offset, part))
             offset += self.size(part)
-        return [
-            self.concat([p for o, p in parts if lo <= o < hi])
-            for lo, hi in zip(bounds, bounds[1:])
-        ]
+        return [self.concat([p for o, p in parts if lo <= o < hi]) for lo, hi in pairwise(bounds)]
 
     def _unify_concats(self, ra: int, rb: int) -> None:
         bounds = set()

@@ -98,7 +98,9 @@ def _describe(
             others = [n.name for n in tensor_outputs if n is not out]
             reason = f"outputs {others} are used after the block" if others else ""
             return Block(name, container, index, True, not others, entry.name, out.name, reason)
-    return Block(name, container, index, False, False, reason="no residual path from input to output")
+    return Block(
+        name, container, index, False, False, reason="no residual path from input to output"
+    )
 
 
 def _residual_source(out: fx.Node, inputs: set[fx.Node], inside: set[fx.Node]) -> fx.Node | None:

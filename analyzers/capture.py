@@ -11,7 +11,8 @@ qualified parameter names. The user's model is never modified.
 from __future__ import annotations
 
 import contextlib
-import traceback
+import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +56,7 @@ def _clean_path(path: str) -> str:
 def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
     """Capture ``model(*args, **kwargs)``; raise :class:`CaptureError` naming the
     module where both export and the symbolic-trace fallback failed."""
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_fake_tensor_errors():
         try:
             with _innermost_module(model) as where:
                 return _export(model, args, kwargs)
@@ -74,7 +75,7 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
     placeholders = [n for n in program.graph.nodes if n.op == "placeholder"]
     flat_names = _argument_names(model, args, kwargs)
     user_nodes = [n for n in placeholders if n.name in set(signature.user_inputs)]
-    for node, label in zip(user_nodes, flat_names):
+    for node, label in zip(user_nodes, flat_names, strict=True):
         user_inputs[node.name] = label
     constants = {
         node: program.constants[name]
@@ -102,7 +103,7 @@ def _leaf_labels(spec, prefix: str = "") -> list[str]:
     if keys is None or len(keys) != len(children):
         keys = range(len(children))
     labels = []
-    for key, child in zip(keys, children):
+    for key, child in zip(keys, children, strict=True):
         labels += _leaf_labels(child, f"{prefix}.{key}" if prefix else str(key))
     return labels
 
@@ -118,14 +119,16 @@ def _symbolic_trace(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Ca
     so the same op rules apply. Parameters become explicit inputs. Tracing runs on
     fake tensors: a value that leaves torch (``.numpy()``) fails loudly instead
     of being baked into the graph as a constant that hides a dependency."""
-    from torch.fx.experimental.proxy_tensor import make_fx
     from torch.func import functional_call
+    from torch.fx.experimental.proxy_tensor import make_fx
 
     # Non-tensor keyword arguments (configuration objects export refuses) are
     # baked into the trace; tensors stay inputs.
     concrete = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
     tensors = {k: v for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
-    traced = fx.symbolic_trace(model, concrete_args=concrete or None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Was not able to add assertion")  # specialised on purpose
+        traced = fx.symbolic_trace(model, concrete_args=concrete or None)
     state = dict(traced.named_parameters())
     params = list(state)
     buffers = [name for name, _ in traced.named_buffers()]
@@ -134,20 +137,33 @@ def _symbolic_trace(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Ca
     def run(state, *inputs):
         return functional_call(traced, state, inputs, tensors)
 
-    lowered = make_fx(run, tracing_mode="fake", record_module_stack=True)(
-        state, *args
-    )
+    lowered = make_fx(run, tracing_mode="fake", record_module_stack=True)(state, *args)
     placeholders = [n for n in lowered.graph.nodes if n.op == "placeholder"]
     names = params + buffers
     inputs = placeholders[len(names) :]
     return Capture(
         graph=lowered.graph,
-        params={n.name: name for n, name in zip(placeholders, params)},
-        buffers={n.name: name for n, name in zip(placeholders[len(params) :], buffers)},
+        params={n.name: name for n, name in zip(placeholders, params, strict=False)},
+        buffers={
+            n.name: name for n, name in zip(placeholders[len(params) :], buffers, strict=False)
+        },
         user_inputs={n.name: f"args[{i}]" for i, n in enumerate(inputs)},
         method="symbolic_trace",
         owner=lowered,
     )
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensor_errors() -> Iterator[None]:
+    """Fake tensors log a full traceback before raising; the error we raise
+    says the same in one line, so keep the log quiet while capturing."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
@@ -195,8 +211,6 @@ def _capture_error(model, module, export_error, trace_error) -> CaptureError:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    lines = [line for line in text.splitlines() if line.strip()]
-    first = lines[0] if lines else text
-    summary = traceback.format_exception_only(type(error), error)[-1].strip()
-    return first if len(first) < 300 else summary[:300]
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    first = lines[0] if lines else type(error).__name__
+    return first if len(first) <= 300 else first[:297] + "..."

@@ -73,9 +73,7 @@ class _GroupBuilder:
         heads = {leaf for d in self.dims for leaf in d.leaves if self.has(leaf, FactKind.HEAD)}
         beside_heads = {leaf for d in self.dims if heads & set(d.leaves) for leaf in d.leaves}
         self.structural = {
-            leaf
-            for leaf in beside_heads
-            if self.has(leaf, FactKind.HEAD_DIM) and leaf not in heads
+            leaf for leaf in beside_heads if self.has(leaf, FactKind.HEAD_DIM) and leaf not in heads
         }
         graph = nx.Graph()
         for d in self.dims:
@@ -93,8 +91,9 @@ class _GroupBuilder:
             return []
         found = [f for part in structure.parts for f in self._products(part)]
         if structure.kind is StructureKind.PRODUCT:
-            leaves = [leaf for leaf in dict.fromkeys(self.algebra.leaves(atom))
-                      if self._is_unit(leaf)]
+            leaves = [
+                leaf for leaf in dict.fromkeys(self.algebra.leaves(atom)) if self._is_unit(leaf)
+            ]
             found.append(leaves)
         return found
 
@@ -147,7 +146,9 @@ class _GroupBuilder:
     # -- what the group is ---------------------------------------------------------
     def _kind(self, component: set[int], dims: list[_Dim]) -> GroupKind:
         kinds = {f.kind for leaf in component for f in self.facts(leaf)}
-        pins = [f.reason for leaf in component for f in self.facts(leaf) if f.kind is FactKind.PINNED]
+        pins = [
+            f.reason for leaf in component for f in self.facts(leaf) if f.kind is FactKind.PINNED
+        ]
         if FactKind.EXPERT in kinds:
             return GroupKind.EXPERTS
         if FactKind.HEAD in kinds:
@@ -175,9 +176,16 @@ class _GroupBuilder:
         if kind == GroupKind.ATTENTION:
             kv = [leaf for leaf in ordered if self.has(leaf, FactKind.KV_HEAD)]
             q = [leaf for leaf in ordered if self.has(leaf, FactKind.Q_PER_KV)]
-            if len(kv) <= 1 and len(q) <= 1 and not set(kv) & set(q) and len(kv + q) == len(ordered):
-                return [(leaf, Level(name, self.algebra.size(leaf))) for name, leaf in
-                        (*(("kv", leaf) for leaf in kv), *(("q", leaf) for leaf in q))]
+            if (
+                len(kv) <= 1
+                and len(q) <= 1
+                and not set(kv) & set(q)
+                and len(kv + q) == len(ordered)
+            ):
+                return [
+                    (leaf, Level(name, self.algebra.size(leaf)))
+                    for name, leaf in (*(("kv", leaf) for leaf in kv), *(("q", leaf) for leaf in q))
+                ]
         if len(ordered) == 1:
             return [(ordered[0], Level("unit", self.algebra.size(ordered[0])))]
         return [(leaf, Level(f"u{i}", self.algebra.size(leaf))) for i, leaf in enumerate(ordered)]
@@ -196,7 +204,8 @@ class _GroupBuilder:
         if len(parts) == 1:
             return parts[0]
         kind = "product" if structure.kind is StructureKind.PRODUCT else "concat"
-        return Layout(kind, size, parts=tuple(parts))
+        flat = [q for p in parts for q in (p.parts if p.kind == kind else (p,))]
+        return Layout(kind, size, parts=tuple(flat))
 
     def _frozen_reason(self, facts: list[Fact]) -> str | None:
         reasons = [f.reason for f in facts if f.kind in (FactKind.FROZEN, FactKind.PINNED)]
@@ -208,7 +217,8 @@ class _GroupBuilder:
         members = list(members)
         levels = set().union(*(m.layout.levels() for m in members))
         sizes = [
-            m.layout.size for m in members
+            m.layout.size
+            for m in members
             if m.layout.kind == "product" and m.layout.levels() == levels
         ]
         return min(sizes) // units if sizes else None
@@ -217,7 +227,7 @@ class _GroupBuilder:
         found = []
         for block in self.blocks:
             prefix = block.name + "."
-            if any(getattr(i, "param").startswith(prefix) for i in items):
+            if any(i.param.startswith(prefix) for i in items):
                 found.append(block.name)
         return found
 
@@ -249,7 +259,7 @@ def _common_prefix(paths: Iterable[str]) -> str:
     if not split:
         return ""
     prefix = []
-    for parts in zip(*split):
+    for parts in zip(*split, strict=False):
         if len(set(parts)) != 1:
             break
         prefix.append(parts[0])

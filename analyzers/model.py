@@ -64,7 +64,8 @@ class Layout:
         strides = [prod(p.size for p in self.parts[i + 1 :]) for i in range(len(self.parts))]
         per_part = [part.indices(kept) for part in self.parts]
         return [
-            sum(i * s for i, s in zip(combo, strides)) for combo in itertools.product(*per_part)
+            sum(i * s for i, s in zip(combo, strides, strict=True))
+            for combo in itertools.product(*per_part)
         ]
 
     def levels(self) -> set[str]:

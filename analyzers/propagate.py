@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import fx
@@ -127,7 +126,7 @@ class _Propagator:
         keep = [label.split(".")[0] in primary for label in labels]
         if not any(keep):
             keep = [True] * len(leaves)
-        for leaf, label, pinned in zip(leaves, labels, keep):
+        for leaf, label, pinned in zip(leaves, labels, keep, strict=True):
             axes = self.env.get(leaf) if isinstance(leaf, fx.Node) else None
             if pinned and isinstance(axes, tuple):
                 for atom in axes:

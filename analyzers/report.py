@@ -26,14 +26,22 @@ def summary_table(analysis: Analysis) -> str:
     rows = [("group", "kind", "units", "params", "modules")]
     for group in analysis.prunable:
         rows.append(
-            (group.id, group.kind.value, _units(group), f"{group.params_covered:,}", _modules(group))
+            (
+                group.id,
+                group.kind.value,
+                _units(group),
+                f"{group.params_covered:,}",
+                _modules(group),
+            )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [f"{analysis.model_class}: {len(analysis.prunable)} prunable groups, "
-             f"{len(analysis.frozen)} frozen, {len(analysis.blocks)} repeated blocks "
-             f"(captured by {analysis.capture_method}, {analysis.node_count} nodes)"]
+    lines = [
+        f"{analysis.model_class}: {len(analysis.prunable)} prunable groups, "
+        f"{len(analysis.frozen)} frozen, {len(analysis.blocks)} repeated blocks "
+        f"(captured by {analysis.capture_method}, {analysis.node_count} nodes)"
+    ]
     for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     if analysis.frozen:
@@ -44,16 +52,22 @@ def summary_table(analysis: Analysis) -> str:
     inexact = [g for g in analysis.prunable if not g.mask_equivalent]
     if inexact:
         lines.append("")
-        lines.append("removing units changes more than masking (norm statistics) in: "
-                     + ", ".join(g.id for g in inexact))
+        lines.append(
+            "removing units changes more than masking (norm statistics) in: "
+            + ", ".join(g.id for g in inexact)
+        )
     if analysis.blocks:
         removable = [b for b in analysis.blocks if b.removable]
         containers = sorted({b.container for b in analysis.blocks})
         lines.append("")
-        lines.append(f"depth: {len(removable)} of {len(analysis.blocks)} blocks in "
-                     f"{', '.join(containers)} are removable residual blocks")
+        lines.append(
+            f"depth: {len(removable)} of {len(analysis.blocks)} blocks in "
+            f"{', '.join(containers)} are removable residual blocks"
+        )
     if analysis.unknown_ops:
         lines.append("")
-        lines.append("ops without a coupling rule (their axes are frozen): "
-                     + ", ".join(sorted(analysis.unknown_ops)))
+        lines.append(
+            "ops without a coupling rule (their axes are frozen): "
+            + ", ".join(sorted(analysis.unknown_ops))
+        )
     return "\n".join(lines)

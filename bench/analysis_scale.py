@@ -38,12 +38,24 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Analysis at scale"
 GOAL = "70B in under 20 s end to end with under 1.5 GB peak RSS on a 2-core CPU machine"
-LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                 num_attention_heads=32, num_key_value_heads=8, vocab_size=128256, head_dim=128)
+LLAMA3_8B = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    head_dim=128,
+)
 SHAPES = {
     "Llama-3-8B": LLAMA3_8B,
-    "Llama-3-70B": dict(LLAMA3_8B, hidden_size=8192, intermediate_size=28672,
-                        num_hidden_layers=80, num_attention_heads=64),
+    "Llama-3-70B": dict(
+        LLAMA3_8B,
+        hidden_size=8192,
+        intermediate_size=28672,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+    ),
     "Llama-3-8B widths, 4 layers": dict(LLAMA3_8B, num_hidden_layers=4),
 }
 # run id -> (shape, tool, device)
@@ -68,8 +80,11 @@ def peak_rss_gb() -> float:
 def short_error(exc: BaseException) -> str:
     """The exception's first line and the innermost frame outside torch itself."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/torch/" not in f.filename]
-    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} {frames[-1].name})" \
-        if frames else ""
+    where = (
+        f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} {frames[-1].name})"
+        if frames
+        else ""
+    )
     first = (str(exc).strip().splitlines() or [""])[0][:160]
     return f"{type(exc).__name__}: {first}{where}"
 
@@ -82,8 +97,14 @@ def run_one(run_id: str, dtype: str) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     import surgeon
-    result = {"run": run_id, "shape": shape, "tool": tool, "device": device,
-              "import_s": time.perf_counter() - t0}
+
+    result = {
+        "run": run_id,
+        "shape": shape,
+        "tool": tool,
+        "device": device,
+        "import_s": time.perf_counter() - t0,
+    }
     if device != "meta":
         torch.set_default_dtype(getattr(torch, dtype))
         result["dtype"] = dtype
@@ -97,16 +118,23 @@ def run_one(run_id: str, dtype: str) -> dict:
     try:
         if tool == "surgeon":
             analysis = surgeon.analyze(model)
-            result.update(nodes=analysis.node_count, groups=len(analysis.groups),
-                          prunable=len(analysis.prunable),
-                          kinds=dict(Counter(str(g.kind) for g in analysis.groups)))
+            result.update(
+                nodes=analysis.node_count,
+                groups=len(analysis.groups),
+                prunable=len(analysis.prunable),
+                kinds=dict(Counter(str(g.kind) for g in analysis.groups)),
+            )
         else:
             import torch_pruning as tp
+
             ids = torch.zeros((1, SEQ_LEN), dtype=torch.long, device=device)
             # The minimal adaptation to a HF causal LM: no KV cache, trace from the logits.
             dg = tp.DependencyGraph().build_dependency(
-                model, example_inputs={"input_ids": ids, "use_cache": False},
-                output_transform=lambda out: out.logits, verbose=False)
+                model,
+                example_inputs={"input_ids": ids, "use_cache": False},
+                output_transform=lambda out: out.logits,
+                verbose=False,
+            )
             result["build_s"] = time.perf_counter() - t2
             groups = list(dg.get_all_groups())
             result.update(nodes=len(dg.module2node), groups=len(groups))
@@ -126,13 +154,23 @@ def spawn(run_id: str, dtype: str, timeout: float) -> dict:
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"run": run_id, "shape": shape, "tool": tool, "device": device,
-                "error": f"no answer within {timeout:.0f} s"}
+        return {
+            "run": run_id,
+            "shape": shape,
+            "tool": tool,
+            "device": device,
+            "error": f"no answer within {timeout:.0f} s",
+        }
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if lines:
-        return dict(json.loads(lines[-1][len("RESULT "):]), process_s=time.perf_counter() - start)
-    return {"run": run_id, "shape": shape, "tool": tool, "device": device,
-            "error": f"child exited with status {proc.returncode} and no result"}
+        return dict(json.loads(lines[-1][len("RESULT ") :]), process_s=time.perf_counter() - start)
+    return {
+        "run": run_id,
+        "shape": shape,
+        "tool": tool,
+        "device": device,
+        "error": f"child exited with status {proc.returncode} and no result",
+    }
 
 
 def fmt(value, spec: str = ".2f") -> str:
@@ -140,8 +178,10 @@ def fmt(value, spec: str = ".2f") -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ("| shape | tool | weights | construct s | analysis s | end to end s | process s "
-            "| peak RSS GB | graph nodes | groups | prunable | groups by kind |")
+    head = (
+        "| shape | tool | weights | construct s | analysis s | end to end s | process s "
+        "| peak RSS GB | graph nodes | groups | prunable | groups by kind |"
+    )
     rows = [head, "|" + "---|" * head.count(" | ") + "---|"]
     for r in results:
         weights = "meta" if r["device"] == "meta" else f"{r['device']}, {r.get('dtype', '?')}"
@@ -153,7 +193,8 @@ def table(results: list[dict]) -> str:
             f"| {fmt(r.get('analysis_s'))} | {fmt(r.get('end_to_end_s'))} "
             f"| {fmt(r.get('process_s'))} | {fmt(r.get('peak_rss_gb'))} "
             f"| {fmt(r.get('nodes'), 'd')} "
-            f"| {fmt(r.get('groups'), 'd')} | {fmt(r.get('prunable'), 'd')} | {kinds or '—'} |")
+            f"| {fmt(r.get('groups'), 'd')} | {fmt(r.get('prunable'), 'd')} | {kinds or '—'} |"
+        )
     return "\n".join(rows)
 
 
@@ -185,13 +226,19 @@ def goal_line(results: list[dict]) -> str:
     if "error" in r:
         return f"Goal: {GOAL}. Measured: the 70B run failed ({r['error']}): goal not met."
     time_ok, rss_ok = r["end_to_end_s"] < 20, r["peak_rss_gb"] < 1.5
-    verdict = ("met" if time_ok and rss_ok else
-               "not met (" + ", ".join(n for n, ok in (("time", time_ok), ("memory", rss_ok))
-                                       if not ok) + " over the goal)")
-    return (f"Goal: {GOAL}. Measured here: {r['end_to_end_s']:.1f} s end to end "
-            f"({r['analysis_s']:.1f} s of it analysis; {r['process_s']:.1f} s for the whole "
-            f"process with Python start-up and imports), {r['peak_rss_gb']:.2f} GB peak RSS: "
-            f"{verdict}.")
+    verdict = (
+        "met"
+        if time_ok and rss_ok
+        else "not met ("
+        + ", ".join(n for n, ok in (("time", time_ok), ("memory", rss_ok)) if not ok)
+        + " over the goal)"
+    )
+    return (
+        f"Goal: {GOAL}. Measured here: {r['end_to_end_s']:.1f} s end to end "
+        f"({r['analysis_s']:.1f} s of it analysis; {r['process_s']:.1f} s for the whole "
+        f"process with Python start-up and imports), {r['peak_rss_gb']:.2f} GB peak RSS: "
+        f"{verdict}."
+    )
 
 
 def section(results: list[dict], command: str, total_s: float) -> str:
@@ -226,7 +273,7 @@ def write_doc(text: str) -> None:
     if start < 0:
         new = old.rstrip("\n") + "\n\n" + text
     else:
-        nxt = re.search(r"^## ", old[start + len(SECTION):], re.M)
+        nxt = re.search(r"^## ", old[start + len(SECTION) :], re.M)
         end = start + len(SECTION) + nxt.start() if nxt else len(old)
         new = old[:start] + text + ("\n" + old[end:] if nxt else "")
     DOC.parent.mkdir(parents=True, exist_ok=True)
@@ -236,15 +283,26 @@ def write_doc(text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true",
-                        help=f"replace the '{SECTION}' section of {DOC.name}")
+    parser.add_argument(
+        "--write", action="store_true", help=f"replace the '{SECTION}' section of {DOC.name}"
+    )
     parser.add_argument("--one", choices=sorted(RUNS), help="(internal) run one measurement")
-    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS),
-                        help="which runs to do (default: all)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
-                        help="dtype of the real-weight model (default: bfloat16)")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds each run may take (default: 600)")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=list(RUNS),
+        default=list(RUNS),
+        help="which runs to do (default: all)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=["bfloat16", "float32"],
+        help="dtype of the real-weight model (default: bfloat16)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds each run may take (default: 600)"
+    )
     args = parser.parse_args()
     if args.one:
         print("RESULT " + json.dumps(run_one(args.one, args.dtype)), flush=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ def _inspect(args: argparse.Namespace) -> int:
     """Analyse a Hugging Face model directory (or a config.json) on the meta
     device: the structure needs no weights."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     from surgeon import analyze
 

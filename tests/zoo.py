@@ -13,8 +13,9 @@ from torch import nn
 
 HIDDEN, MLP, VOCAB, LAYERS = 64, 96, 128, 2
 GQA = dict(num_attention_heads=8, num_key_value_heads=2)
-DECODER = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=MLP,
-               num_hidden_layers=LAYERS, **GQA)
+DECODER = dict(
+    vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=MLP, num_hidden_layers=LAYERS, **GQA
+)
 
 
 def _build(model_class, config_class, attn: str = "sdpa", **config):
@@ -26,47 +27,125 @@ def _build(model_class, config_class, attn: str = "sdpa", **config):
 
 HF_MODELS = {
     "llama": lambda attn="sdpa": _build(
-        hf.LlamaForCausalLM, hf.LlamaConfig, attn, **DECODER, head_dim=8),
+        hf.LlamaForCausalLM, hf.LlamaConfig, attn, **DECODER, head_dim=8
+    ),
     "mistral": lambda attn="sdpa": _build(
-        hf.MistralForCausalLM, hf.MistralConfig, attn, **DECODER, head_dim=8),
+        hf.MistralForCausalLM, hf.MistralConfig, attn, **DECODER, head_dim=8
+    ),
     "qwen2": lambda attn="sdpa": _build(hf.Qwen2ForCausalLM, hf.Qwen2Config, attn, **DECODER),
     "qwen3": lambda attn="sdpa": _build(
-        hf.Qwen3ForCausalLM, hf.Qwen3Config, attn, **DECODER, head_dim=8),
+        hf.Qwen3ForCausalLM, hf.Qwen3Config, attn, **DECODER, head_dim=8
+    ),
     "gemma3": lambda attn="sdpa": _build(
-        hf.Gemma3ForCausalLM, hf.Gemma3TextConfig, attn, **DECODER, head_dim=8, sliding_window=4),
+        hf.Gemma3ForCausalLM, hf.Gemma3TextConfig, attn, **DECODER, head_dim=8, sliding_window=4
+    ),
     "phi3": lambda attn="sdpa": _build(
-        hf.Phi3ForCausalLM, hf.Phi3Config, attn, **DECODER, pad_token_id=0, eos_token_id=1,
-        bos_token_id=1),
+        hf.Phi3ForCausalLM,
+        hf.Phi3Config,
+        attn,
+        **DECODER,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+    ),
     "gpt2": lambda attn="sdpa": _build(
-        hf.GPT2LMHeadModel, hf.GPT2Config, attn, vocab_size=VOCAB, n_embd=HIDDEN, n_inner=MLP,
-        n_layer=LAYERS, n_head=4),
+        hf.GPT2LMHeadModel,
+        hf.GPT2Config,
+        attn,
+        vocab_size=VOCAB,
+        n_embd=HIDDEN,
+        n_inner=MLP,
+        n_layer=LAYERS,
+        n_head=4,
+    ),
     "opt": lambda attn="sdpa": _build(
-        hf.OPTForCausalLM, hf.OPTConfig, attn, vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=MLP,
-        num_hidden_layers=LAYERS, num_attention_heads=4, word_embed_proj_dim=HIDDEN),
+        hf.OPTForCausalLM,
+        hf.OPTConfig,
+        attn,
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        ffn_dim=MLP,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        word_embed_proj_dim=HIDDEN,
+    ),
     "falcon": lambda attn="sdpa": _build(
-        hf.FalconForCausalLM, hf.FalconConfig, attn, vocab_size=VOCAB, hidden_size=HIDDEN,
-        num_hidden_layers=LAYERS, num_attention_heads=8, num_kv_heads=2,
-        new_decoder_architecture=True, ffn_hidden_size=MLP),
+        hf.FalconForCausalLM,
+        hf.FalconConfig,
+        attn,
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=8,
+        num_kv_heads=2,
+        new_decoder_architecture=True,
+        ffn_hidden_size=MLP,
+    ),
     "gpt_neox": lambda attn="sdpa": _build(
-        hf.GPTNeoXForCausalLM, hf.GPTNeoXConfig, attn, vocab_size=VOCAB, hidden_size=HIDDEN,
-        intermediate_size=MLP, num_hidden_layers=LAYERS, num_attention_heads=4),
+        hf.GPTNeoXForCausalLM,
+        hf.GPTNeoXConfig,
+        attn,
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=MLP,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+    ),
     "mixtral": lambda attn="sdpa": _build(
-        hf.MixtralForCausalLM, hf.MixtralConfig, attn, **DECODER, head_dim=8,
-        num_local_experts=4, num_experts_per_tok=2),
+        hf.MixtralForCausalLM,
+        hf.MixtralConfig,
+        attn,
+        **DECODER,
+        head_dim=8,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+    ),
     "qwen3_moe": lambda attn="sdpa": _build(
-        hf.Qwen3MoeForCausalLM, hf.Qwen3MoeConfig, attn, **DECODER, head_dim=8, num_experts=4,
-        num_experts_per_tok=2, moe_intermediate_size=48, decoder_sparse_step=1),
+        hf.Qwen3MoeForCausalLM,
+        hf.Qwen3MoeConfig,
+        attn,
+        **DECODER,
+        head_dim=8,
+        num_experts=4,
+        num_experts_per_tok=2,
+        moe_intermediate_size=48,
+        decoder_sparse_step=1,
+    ),
     "bert": lambda attn="sdpa": _build(
-        hf.BertForSequenceClassification, hf.BertConfig, attn, vocab_size=VOCAB,
-        hidden_size=HIDDEN, intermediate_size=MLP, num_hidden_layers=LAYERS,
-        num_attention_heads=4, num_labels=3),
+        hf.BertForSequenceClassification,
+        hf.BertConfig,
+        attn,
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=MLP,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_labels=3,
+    ),
     "vit": lambda attn="sdpa": _build(
-        hf.ViTForImageClassification, hf.ViTConfig, attn, hidden_size=HIDDEN,
-        intermediate_size=MLP, num_hidden_layers=LAYERS, num_attention_heads=4, image_size=32,
-        patch_size=8, num_labels=3),
+        hf.ViTForImageClassification,
+        hf.ViTConfig,
+        attn,
+        hidden_size=HIDDEN,
+        intermediate_size=MLP,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        num_labels=3,
+    ),
     "t5": lambda attn="eager": _build(
-        hf.T5ForConditionalGeneration, hf.T5Config, attn, vocab_size=VOCAB, d_model=HIDDEN,
-        d_ff=MLP, d_kv=16, num_layers=LAYERS, num_decoder_layers=LAYERS, num_heads=4),
+        hf.T5ForConditionalGeneration,
+        hf.T5Config,
+        attn,
+        vocab_size=VOCAB,
+        d_model=HIDDEN,
+        d_ff=MLP,
+        d_kv=16,
+        num_layers=LAYERS,
+        num_decoder_layers=LAYERS,
+        num_heads=4,
+    ),
 }
 
 

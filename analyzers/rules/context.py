@@ -146,7 +146,7 @@ class RuleContext:
         """Unify position by position, skipping size-1 (broadcast) axes."""
         if len(xs) != len(ys):
             raise AssertionError(f"rank mismatch {len(xs)} vs {len(ys)} at {self.node}")
-        for x, y in zip(xs, ys):
+        for x, y in zip(xs, ys, strict=True):
             if self.size(x) != 1 and self.size(y) != 1:
                 self.unify(x, y)
 

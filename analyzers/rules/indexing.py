@@ -33,11 +33,17 @@ def embedding(ctx: RuleContext):
     weight, ids = ctx.node.args[:2]
     w_axes = ctx.axes(weight)
     if ctx.is_model_input(ids):
-        ctx.fact(w_axes[0], FactKind.PINNED, f"vocabulary: rows are looked up by token ids "
-                 f"({ctx.describe()})")
+        ctx.fact(
+            w_axes[0],
+            FactKind.PINNED,
+            f"vocabulary: rows are looked up by token ids ({ctx.describe()})",
+        )
     else:
-        ctx.fact(w_axes[0], FactKind.POSITION, f"rows are looked up by computed positions "
-                 f"({ctx.describe()})")
+        ctx.fact(
+            w_axes[0],
+            FactKind.POSITION,
+            f"rows are looked up by computed positions ({ctx.describe()})",
+        )
     ctx.fact(w_axes[1], FactKind.EMBEDDING, ctx.describe())
     return (*ctx.axes(ids), w_axes[1])
 
@@ -59,7 +65,11 @@ def _constant_range(ctx: RuleContext, index, size: int) -> tuple[int, int] | Non
         return None
     positions = [int(v) % size for v in value.tolist()]
     start = positions[0]
-    return (start, start + len(positions)) if positions == list(range(start, start + len(positions))) else None
+    return (
+        (start, start + len(positions))
+        if positions == list(range(start, start + len(positions)))
+        else None
+    )
 
 
 @register(aten.index.Tensor)
@@ -107,7 +117,7 @@ def gather(ctx: RuleContext):
     axes, idx_axes = ctx.axes(x), ctx.axes(index)
     dim %= len(axes)
     _indexed(ctx, axes[dim], index)
-    for d, (a, b) in enumerate(zip(axes, idx_axes)):
+    for d, (a, b) in enumerate(zip(axes, idx_axes, strict=True)):
         if d != dim and ctx.size(a) == ctx.size(b):
             ctx.unify_all([a], [b])
     return idx_axes

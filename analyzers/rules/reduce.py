@@ -33,7 +33,9 @@ def _reduce(ctx: RuleContext, dims_index: int, fact: FactKind | None, keepdim_in
         for d in dims:
             ctx.fact(axes[d], fact, f"reduced by {ctx.describe()}")
     kept = [
-        (ctx.algebra.new(1) if d in dims else a) for d, a in enumerate(axes) if keepdim or d not in dims
+        (ctx.algebra.new(1) if d in dims else a)
+        for d, a in enumerate(axes)
+        if keepdim or d not in dims
     ]
     outs = [tuple(kept) for shape in ctx.out_shapes() if shape is not None]
     return outs[0] if len(outs) == 1 else outs

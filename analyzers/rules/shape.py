@@ -100,7 +100,7 @@ def expand(ctx: RuleContext):
     out_shape = ctx.out_shape()
     new = len(out_shape) - len(axes)
     out = list(ctx.fresh(out_shape[:new]))
-    for atom, size in zip(axes, out_shape[new:]):
+    for atom, size in zip(axes, out_shape[new:], strict=True):
         if ctx.size(atom) == size:
             out.append(atom)
         else:
@@ -117,7 +117,7 @@ def repeat(ctx: RuleContext):
     repeats = list(ctx.node.args[1])
     new = len(repeats) - len(axes)
     out = list(ctx.fresh(repeats[:new]))
-    for atom, times in zip(axes, repeats[new:]):
+    for atom, times in zip(axes, repeats[new:], strict=True):
         copies = ctx.algebra.new(times)
         ctx.fact(copies, FactKind.BROADCAST, f"tiled {times} times by {ctx.describe()}")
         out.append(ctx.algebra.product([copies, atom]))

@@ -104,7 +104,8 @@ def cat(ctx: RuleContext):
     out = ctx.out_shape()
     dim = ctx.arg(1, "dim", 0) % len(out)
     tensors = [
-        t for t in ctx.node.args[0]
+        t
+        for t in ctx.node.args[0]
         if ctx.axes(t) is not None and len(ctx.shape(t)) == len(out) and ctx.shape(t)[dim] > 0
     ]
     first = ctx.axes(tensors[0])

@@ -15,27 +15,47 @@ def test_small_cnn_groups_follow_residual_concat_split_and_chunk():
     groups = table(analysis)
     u16 = "unit(16)"
     # residual add over a depthwise (groups=16) + pointwise pair, with BatchNorm
-    assert groups["channels"] == ("channels", (("unit", 16),), frozenset({
-        ("stem.weight", 0, u16), ("stem.bias", 0, u16), ("bn.weight", 0, u16),
-        ("bn.bias", 0, u16), ("dw.weight", 0, u16), ("dw.bias", 0, u16),
-        ("pw.weight", 0, u16), ("pw.weight", 1, u16), ("pw.bias", 0, u16),
-        ("branch_a.weight", 1, u16), ("branch_b.weight", 1, u16)}))
+    assert groups["channels"] == (
+        "channels",
+        (("unit", 16),),
+        frozenset(
+            {
+                ("stem.weight", 0, u16),
+                ("stem.bias", 0, u16),
+                ("bn.weight", 0, u16),
+                ("bn.bias", 0, u16),
+                ("dw.weight", 0, u16),
+                ("dw.bias", 0, u16),
+                ("pw.weight", 0, u16),
+                ("pw.weight", 1, u16),
+                ("pw.bias", 0, u16),
+                ("branch_a.weight", 1, u16),
+                ("branch_b.weight", 1, u16),
+            }
+        ),
+    )
     # concat: the two branches stay independent, each owns its slice of fuse's input
-    assert groups["channels#2"][2] == {("branch_a.weight", 0, "unit(8)"),
-                                       ("branch_a.bias", 0, "unit(8)"),
-                                       ("fuse.weight", 1, "[unit(8) | 12]")}
-    assert groups["channels#3"][2] == {("branch_b.weight", 0, "unit(12)"),
-                                       ("branch_b.bias", 0, "unit(12)"),
-                                       ("fuse.weight", 1, "[8 | unit(12)]")}
+    assert groups["channels#2"][2] == {
+        ("branch_a.weight", 0, "unit(8)"),
+        ("branch_a.bias", 0, "unit(8)"),
+        ("fuse.weight", 1, "[unit(8) | 12]"),
+    }
+    assert groups["channels#3"][2] == {
+        ("branch_b.weight", 0, "unit(12)"),
+        ("branch_b.bias", 0, "unit(12)"),
+        ("fuse.weight", 1, "[8 | unit(12)]"),
+    }
     # split into a gate pair couples channel i with channel 12+i; chunk halves swap
     assert groups["channels#4"][2] == {
-        ("fuse.weight", 0, "[[unit(6) | 6] | [unit(6) | 6]]"),
-        ("fuse.bias", 0, "[[unit(6) | 6] | [unit(6) | 6]]"),
-        ("head.weight", 1, "[6 | unit(6)]")}
+        ("fuse.weight", 0, "[unit(6) | 6 | unit(6) | 6]"),
+        ("fuse.bias", 0, "[unit(6) | 6 | unit(6) | 6]"),
+        ("head.weight", 1, "[6 | unit(6)]"),
+    }
     assert groups["channels#5"][2] == {
-        ("fuse.weight", 0, "[[6 | unit(6)] | [6 | unit(6)]]"),
-        ("fuse.bias", 0, "[[6 | unit(6)] | [6 | unit(6)]]"),
-        ("head.weight", 1, "[unit(6) | 6]")}
+        ("fuse.weight", 0, "[6 | unit(6) | 6 | unit(6)]"),
+        ("fuse.bias", 0, "[6 | unit(6) | 6 | unit(6)]"),
+        ("head.weight", 1, "[unit(6) | 6]"),
+    }
     assert {g.id: g.frozen for g in analysis.frozen} == {
         "input@stem": "axis of the model input 'args[0]'",
         "output@head": "axis of the model output 'output'",
@@ -82,11 +102,17 @@ def test_multihead_attention_heads_span_the_packed_in_projection():
     analysis = surgeon.analyze(mha, (x, x, x))
     (attention,) = analysis.prunable
     assert (attention.kind, attention.kv_heads, attention.q_per_kv, attention.head_dim) == (
-        "attention", 4, 1, 8)
+        "attention",
+        4,
+        1,
+        8,
+    )
     members = {(m.param, m.dim, str(m.layout)) for m in attention.members}
-    assert members == {("in_proj_weight", 0, "3 x kv(4) x 8"),
-                       ("in_proj_bias", 0, "3 x kv(4) x 8"),
-                       ("out_proj.weight", 1, "kv(4) x 8")}
+    assert members == {
+        ("in_proj_weight", 0, "3 x kv(4) x 8"),
+        ("in_proj_bias", 0, "3 x kv(4) x 8"),
+        ("out_proj.weight", 1, "kv(4) x 8"),
+    }
     # need_weights=True averages the attention weights over heads: a statistic
     assert not attention.mask_equivalent
     without_weights = surgeon.analyze(mha, ((x, x, x), {"need_weights": False}))
