@@ -80,9 +80,20 @@ class _GroupBuilder:
             graph.add_nodes_from(leaf for leaf in d.leaves if self._is_unit(leaf))
             for factors in self._products(d.atom):
                 graph.add_edges_from(pairwise(factors))
-        groups = [self._group(component) for component in nx.connected_components(graph)]
+        groups = [
+            self._group(component)
+            for component in nx.connected_components(graph)
+            if self._has_parameter(component)
+        ]
         groups.sort(key=lambda g: min((self.order.get(m.param, 0), m.dim) for m in g.members))
         return _unique_ids(groups)
+
+    def _has_parameter(self, component: set[int]) -> bool:
+        """Buffers (running statistics) join groups; alone (a position-id table) they
+        are nothing to prune."""
+        return any(
+            component & set(d.leaves) and d.param not in self.coupling.buffers for d in self.dims
+        )
 
     def _products(self, atom: int) -> list[list[int]]:
         """For every product node under ``atom``, the unit leaves beneath it."""
@@ -119,6 +130,7 @@ class _GroupBuilder:
                 module=d.param.rpartition(".")[0],
                 shape=self.coupling.shapes[d.param],
                 aliases=self.aliases.get(d.param, ()),
+                buffer=d.param in self.coupling.buffers,
             )
             for d in dims
         )

@@ -100,6 +100,7 @@ class Member:
     module: str
     shape: tuple[int, ...]
     aliases: tuple[str, ...] = ()  # other names of a tied parameter
+    buffer: bool = False  # a buffer (BatchNorm running statistics), not a parameter
 
     @property
     def numel(self) -> int:
@@ -110,6 +111,8 @@ class Member:
         out["layout"] = self.layout.to_dict()
         if self.aliases:
             out["aliases"] = list(self.aliases)
+        if self.buffer:
+            out["buffer"] = True
         return out
 
 
@@ -175,7 +178,7 @@ class Group:
     @property
     def params_covered(self) -> int:
         """Elements of the parameters whose slices this group's units remove."""
-        seen = {m.param: m.numel for m in self.members}
+        seen = {m.param: m.numel for m in self.members if not m.buffer}
         return sum(seen.values())
 
     def kept_indices(self, member: Member, kept: Mapping[str, Sequence[int]]) -> list[int]:

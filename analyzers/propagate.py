@@ -39,8 +39,9 @@ class Coupling:
     """The result of the pass: axis classes, parameter axes and what was not understood."""
 
     algebra: AxisAlgebra
-    params: dict[str, tuple[int, ...]]
+    params: dict[str, tuple[int, ...]]  # parameters and buffers
     shapes: dict[str, tuple[int, ...]]
+    buffers: set[str] = field(default_factory=set)
     unknown_ops: dict[str, list[str]] = field(default_factory=dict)  # op -> nodes
 
 
@@ -73,10 +74,12 @@ class _Propagator:
         axes = tuple(self.algebra.new(int(s)) for s in val.shape)
         if node.name in self.capture.constants:
             self.constants[node] = self.capture.constants[node.name]
-        name = self.capture.params.get(node.name)
+        name = self.capture.params.get(node.name) or self.capture.buffers.get(node.name)
         if name is not None and node.users:  # a tied weight's second name goes unused
             self.coupling.params[name] = axes
             self.coupling.shapes[name] = tuple(int(s) for s in val.shape)
+            if node.name in self.capture.buffers:
+                self.coupling.buffers.add(name)
         elif node.name in self.capture.user_inputs:
             label = self.capture.user_inputs[node.name]
             for atom in axes:

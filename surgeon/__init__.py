@@ -7,7 +7,10 @@ and shrink it.
 """
 
 from surgeon.analyzers import Analysis, Block, Group, GroupKind, Layout, Level, Member, analyze
-from surgeon.errors import CaptureError, InputError, SurgeonError
+from surgeon.errors import CaptureError, InputError, PlanError, RewriteError, SurgeonError
+from surgeon.plan import Plan
+from surgeon.rewriters import apply
+from surgeon.verify import VerifyReport, verify
 
 __all__ = [
     "Analysis",
@@ -19,7 +22,13 @@ __all__ = [
     "Layout",
     "Level",
     "Member",
+    "Plan",
+    "PlanError",
+    "RewriteError",
     "SurgeonError",
+    "VerifyReport",
     "analyze",
+    "apply",
+    "verify",
 ]
 __version__ = "0.1.0"

@@ -3,7 +3,7 @@ fault and says what to do about it."""
 
 from __future__ import annotations
 
-__all__ = ["SurgeonError", "CaptureError", "InputError"]
+__all__ = ["CaptureError", "InputError", "PlanError", "RewriteError", "SurgeonError"]
 
 
 class SurgeonError(Exception):
@@ -21,3 +21,11 @@ class CaptureError(SurgeonError):
 
 class InputError(SurgeonError, ValueError):
     """An argument given to the public API is unusable (wrong type, shape or value)."""
+
+
+class PlanError(SurgeonError, ValueError):
+    """A pruning plan does not fit the model (unknown group, bad indices, frozen group...)."""
+
+
+class RewriteError(SurgeonError):
+    """A module could not be rewritten to the planned shapes; the model is unchanged."""

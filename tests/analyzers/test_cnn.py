@@ -24,6 +24,8 @@ def test_small_cnn_groups_follow_residual_concat_split_and_chunk():
                 ("stem.bias", 0, u16),
                 ("bn.weight", 0, u16),
                 ("bn.bias", 0, u16),
+            ("bn.running_mean", 0, u16),
+            ("bn.running_var", 0, u16),
                 ("dw.weight", 0, u16),
                 ("dw.bias", 0, u16),
                 ("pw.weight", 0, u16),

@@ -1,0 +1,7 @@
+"""Physical surgery: slicing parameters to a plan and fixing what reads their shapes."""
+
+from .apply import apply
+from .modules import register_module
+from .resolve import GroupCut, ResolvedPlan, resolve
+
+__all__ = ["GroupCut", "ResolvedPlan", "apply", "register_module", "resolve"]

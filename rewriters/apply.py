@@ -1,0 +1,156 @@
+"""``apply``: cut a model to a plan, all or nothing.
+
+1. The plan is resolved against the analysis (every plan error surfaces here).
+2. New tensors are computed by slicing each member along its dim through the
+   group's index layout; nothing is assigned yet.
+3. Tensors, module attributes and config fields are assigned through one
+   transaction; blocks are removed. Any error rolls the transaction back, so
+   the model is exactly as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
+from surgeon.errors import PlanError, RewriteError
+from surgeon.plan import Plan
+
+from .attributes import update_attributes
+from .depth import remove_blocks
+from .modules import fix_module
+from .resolve import ResolvedPlan, resolve
+from .transaction import Transaction
+
+__all__ = ["apply"]
+
+
+def apply(
+    model: nn.Module,
+    plan: Plan | Mapping[str, Sequence[int]],
+    inplace: bool = False,
+    analysis: Analysis | None = None,
+) -> nn.Module:
+    """Return ``model`` cut to ``plan`` (a copy unless ``inplace``).
+
+    ``plan`` is a :class:`~surgeon.Plan` or ``{group_id: kept_unit_indices}``.
+    ``analysis`` defaults to ``surgeon.analyze(model)``.
+    """
+    if not isinstance(model, nn.Module):
+        raise PlanError(f"apply expects a torch.nn.Module, not {type(model).__name__}")
+    plan = Plan.coerce(plan)
+    analysis = analysis if analysis is not None else analyze(model)
+    resolved = resolve(plan, analysis)
+    target = model if inplace else copy.deepcopy(model)
+    slices = _slices(resolved)
+    new_tensors = {name: _slice(_tensor(target, name), dims) for name, dims in slices.items()}
+    tx = Transaction()
+    try:
+        _assign(target, new_tensors, _aliases(analysis), tx)
+        context = {"conv_groups": _new_group_counts(target, resolved)}
+        for module_name in sorted({name.rpartition(".")[0] for name in new_tensors}):
+            fix_module(target.get_submodule(module_name), tx, context)
+        update_attributes(target, analysis, resolved.cuts, tx)
+        remove_blocks(target, resolved.blocks, tx)
+    except Exception as error:
+        tx.rollback()
+        if isinstance(error, RewriteError):
+            raise
+        raise RewriteError(f"rewriting {type(model).__name__} failed, model unchanged: "
+                           f"{error}") from error
+    return target
+
+
+def _slices(resolved: ResolvedPlan) -> dict[str, dict[int, list[int]]]:
+    """``param -> {dim: kept indices}`` over every cut group."""
+    slices: dict[str, dict[int, list[int]]] = {}
+    for cut in resolved.cuts:
+        for member in cut.group.members:
+            indices = member.layout.indices(cut.kept)
+            if len(indices) == member.shape[member.dim]:
+                continue
+            dims = slices.setdefault(member.param, {})
+            if member.dim in dims:
+                raise PlanError(f"{member.param} dim {member.dim} is cut by two groups")
+            dims[member.dim] = indices
+    return slices
+
+
+def _slice(tensor: torch.Tensor, dims: dict[int, list[int]]) -> torch.Tensor:
+    with torch.no_grad():
+        for dim, indices in sorted(dims.items()):
+            index = torch.tensor(indices, dtype=torch.long, device=tensor.device)
+            tensor = tensor.index_select(dim, index)
+        return tensor.contiguous()
+
+
+def _tensor(model: nn.Module, name: str) -> torch.Tensor:
+    module_name, _, attr = name.rpartition(".")
+    tensor = getattr(model.get_submodule(module_name), attr, None)
+    if not isinstance(tensor, torch.Tensor):
+        raise RewriteError(f"the model has no parameter or buffer '{name}'")
+    return tensor
+
+
+def _aliases(analysis: Analysis) -> dict[str, tuple[str, ...]]:
+    return {m.param: m.aliases for g in analysis.groups for m in g.members if m.aliases}
+
+
+def _assign(model: nn.Module, tensors: dict[str, torch.Tensor], aliases, tx: Transaction) -> None:
+    """Put each new tensor on every module that holds it (tied weights stay tied)."""
+    for name, tensor in tensors.items():
+        old = _tensor(model, name)
+        value = nn.Parameter(tensor, requires_grad=old.requires_grad) if isinstance(
+            old, nn.Parameter) else tensor
+        for owner_name in (name, *aliases.get(name, ())):
+            module_name, _, attr = owner_name.rpartition(".")
+            module = model.get_submodule(module_name)
+            if isinstance(value, nn.Parameter):
+                tx.set(module, attr, value)
+            else:
+                _set_buffer(module, attr, value, tx)
+
+
+def _set_buffer(module: nn.Module, attr: str, value: torch.Tensor, tx: Transaction) -> None:
+    tx.set(_BufferSlot(module._buffers, attr), "value", value)
+
+
+class _BufferSlot:
+    """Lets the transaction set and restore one entry of a module's buffer dict."""
+
+    def __init__(self, buffers: dict, name: str) -> None:
+        self._buffers, self._name = buffers, name
+
+    @property
+    def value(self):
+        return self._buffers[self._name]
+
+    @value.setter
+    def value(self, tensor) -> None:
+        self._buffers[self._name] = tensor
+
+
+def _new_group_counts(model: nn.Module, resolved: ResolvedPlan) -> dict[int, int]:
+    """Grouped convolutions and group norms whose group axis (the outer factor of
+    their channel layout) lost whole groups."""
+    counts = {}
+    for cut in resolved.cuts:
+        if cut.group.kind not in (GroupKind.CHANNELS, GroupKind.HIDDEN):
+            continue
+        for member in cut.group.members:
+            module = model.get_submodule(member.module)
+            groups = getattr(module, "groups", None) or getattr(module, "num_groups", None)
+            if not groups or groups == 1 or member.dim != 0:
+                continue
+            first = _outer_factor(member.layout)
+            if first.kind == "unit" and first.size == groups:
+                counts[id(module)] = len(cut.kept[first.level])
+    return counts
+
+
+def _outer_factor(layout: Layout) -> Layout:
+    return layout.parts[0] if layout.kind == "product" else layout

@@ -1,0 +1,123 @@
+"""Check a plan against an analysis and turn unit indices into per-level cuts.
+
+Nothing is changed here: every error a plan can have is found before any
+tensor is touched.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from math import prod
+
+from surgeon.analyzers import Analysis, Block, Group
+from surgeon.errors import PlanError
+from surgeon.plan import Plan
+
+__all__ = ["GroupCut", "ResolvedPlan", "resolve"]
+
+
+@dataclass(frozen=True)
+class GroupCut:
+    """The units one group keeps, per level (e.g. ``{"kv": (0, 1), "q": (0, 2)}``)."""
+
+    group: Group
+    kept: dict[str, tuple[int, ...]]
+
+    @property
+    def removes_anything(self) -> bool:
+        return any(len(self.kept[lv.name]) < lv.size for lv in self.group.levels)
+
+    def kept_size(self, level: str) -> int:
+        return len(self.kept[level])
+
+
+@dataclass(frozen=True)
+class ResolvedPlan:
+    cuts: tuple[GroupCut, ...]
+    blocks: tuple[Block, ...]
+
+
+def resolve(plan: Plan, analysis: Analysis) -> ResolvedPlan:
+    known = {g.id: g for g in analysis.groups}
+    cuts = []
+    for group_id, units in plan.keep.items():
+        group = known.get(group_id)
+        if group is None:
+            raise PlanError(
+                f"the plan names group '{group_id}', which this model does not have; "
+                f"its groups are: {', '.join(known)}"
+            )
+        cuts.append(_cut(group, units))
+    blocks = _blocks(plan.remove_blocks, analysis)
+    return ResolvedPlan(tuple(c for c in cuts if c.removes_anything), blocks)
+
+
+def _cut(group: Group, units: tuple[int, ...]) -> GroupCut:
+    where = f"plan['{group.id}']"
+    if group.frozen is not None and len(set(units)) != group.size:
+        raise PlanError(f"{where}: group '{group.id}' is frozen ({group.frozen})")
+    bad = [u for u in units if not 0 <= u < group.size]
+    if bad:
+        raise PlanError(f"{where}: unit indices {bad} are out of range 0..{group.size - 1}")
+    if len(set(units)) != len(units):
+        duplicates = sorted({u for u in units if units.count(u) > 1})
+        raise PlanError(f"{where}: unit indices {duplicates} are listed more than once")
+    if len(units) < group.min_units:
+        raise PlanError(
+            f"{where}: keeps {len(units)} units but at least {group.min_units} must stay "
+            f"({'; '.join(group.notes) or 'the group has no units left'})"
+        )
+    sizes = [level.size for level in group.levels]
+    digits = [_digits(u, sizes) for u in units]
+    kept = {
+        level.name: tuple(sorted({d[i] for d in digits})) for i, level in enumerate(group.levels)
+    }
+    if len(units) != prod(len(k) for k in kept.values()):
+        structure = " x ".join(f"{lv.name}({lv.size})" for lv in group.levels)
+        raise PlanError(
+            f"{where}: the kept units must form a full grid over the levels {structure} "
+            f"(for attention: keep the same query heads in every kept KV group); "
+            f"the units {sorted(units)} would keep {kept}"
+        )
+    return GroupCut(group, kept)
+
+
+def _digits(unit: int, sizes: list[int]) -> tuple[int, ...]:
+    digits = []
+    for size in reversed(sizes):
+        digits.append(unit % size)
+        unit //= size
+    return tuple(reversed(digits))
+
+
+def units_of(kept: dict[str, tuple[int, ...]], group: Group) -> list[int]:
+    """The unit indices of a per-level cut (the inverse of ``_digits``)."""
+    sizes = [level.size for level in group.levels]
+    strides = [prod(sizes[i + 1 :]) for i in range(len(sizes))]
+    per_level = [kept[level.name] for level in group.levels]
+    return [sum(d * s for d, s in zip(c, strides, strict=True))
+            for c in itertools.product(*per_level)]
+
+
+def _blocks(names: tuple[str, ...], analysis: Analysis) -> tuple[Block, ...]:
+    by_name = {b.name: b for b in analysis.blocks}
+    chosen = []
+    for name in dict.fromkeys(names):
+        block = by_name.get(name)
+        if block is None:
+            raise PlanError(
+                f"the plan removes block '{name}', which is not a repeated block of this model; "
+                f"blocks are: {', '.join(by_name) or 'none'}"
+            )
+        if not block.removable:
+            raise PlanError(f"block '{name}' cannot be removed: {block.reason}")
+        chosen.append(block)
+    for container in {b.container for b in chosen}:
+        if len([b for b in chosen if b.container == container]) == len(
+            [b for b in analysis.blocks if b.container == container]
+        ):
+            raise PlanError(f"the plan removes every block of '{container}'; keep at least one")
+    if len(names) != len(set(names)):
+        raise PlanError("the plan lists a block to remove more than once")
+    return tuple(chosen)
