@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import networkx as nx
@@ -60,6 +60,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     blocks = find_blocks(model, captured)
     groups = form_groups(coupling, blocks, names.aliases, names.order)
     return Analysis(
+        inputs=(args, kwargs),
         model_class=type(model).__name__,
         groups=tuple(groups),
         blocks=tuple(blocks),
@@ -95,6 +96,7 @@ class Analysis:
     unknown_ops: dict[str, tuple[str, ...]]
     capture_method: str
     node_count: int
+    inputs: tuple[tuple, dict[str, Any]] = field(default=((), {}), repr=False, compare=False)
 
     @property
     def frozen(self) -> tuple[Group, ...]:

@@ -22,7 +22,7 @@ from torch import fx, nn
 
 from surgeon.errors import CaptureError
 
-__all__ = ["Capture", "capture"]
+__all__ = ["Capture", "capture", "innermost_module"]
 
 
 @dataclass
@@ -58,7 +58,7 @@ def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
     module where both export and the symbolic-trace fallback failed."""
     with torch.no_grad(), _quiet_fake_tensor_errors():
         try:
-            with _innermost_module(model) as where:
+            with innermost_module(model) as where:
                 return _export(model, args, kwargs)
         except Exception as export_error:  # export raises many unrelated types
             failed_in = where.get("module")
@@ -167,8 +167,9 @@ def _quiet_fake_tensor_errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _innermost_module(model: nn.Module) -> Iterator[dict[str, str]]:
-    """Track which of ``model``'s modules is running, so a failure can name it.
+def innermost_module(model: nn.Module) -> Iterator[dict[str, str]]:
+    """Track which of ``model``'s modules is running, so a failure can name it
+    (``where["module"]`` after an exception).
 
     Uses global hooks removed on exit; the model itself gets no hooks.
     """

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
+from surgeon.analyzers.capture import innermost_module
 from surgeon.errors import PlanError, RewriteError
 from surgeon.plan import Plan
 
@@ -34,11 +35,14 @@ def apply(
     plan: Plan | Mapping[str, Sequence[int]],
     inplace: bool = False,
     analysis: Analysis | None = None,
+    check: bool = True,
 ) -> nn.Module:
     """Return ``model`` cut to ``plan`` (a copy unless ``inplace``).
 
     ``plan`` is a :class:`~surgeon.Plan` or ``{group_id: kept_unit_indices}``.
-    ``analysis`` defaults to ``surgeon.analyze(model)``.
+    ``analysis`` defaults to ``surgeon.analyze(model)``. With ``check`` the cut
+    model is run once on fake tensors (no compute, any size) with the analysis'
+    inputs; if it no longer runs, everything is rolled back.
     """
     if not isinstance(model, nn.Module):
         raise PlanError(f"apply expects a torch.nn.Module, not {type(model).__name__}")
@@ -53,9 +57,11 @@ def apply(
         _assign(target, new_tensors, _aliases(analysis), tx)
         context = {"conv_groups": _new_group_counts(target, resolved)}
         for module_name in sorted({name.rpartition(".")[0] for name in new_tensors}):
-            fix_module(target.get_submodule(module_name), tx, context)
+            fix_module(target.get_submodule(module_name), module_name, tx, context)
         update_attributes(target, analysis, resolved.cuts, tx)
         remove_blocks(target, resolved.blocks, tx)
+        if check:
+            _still_runs(target, analysis)
     except Exception as error:
         tx.rollback()
         if isinstance(error, RewriteError):
@@ -65,8 +71,31 @@ def apply(
     return target
 
 
+def _still_runs(model: nn.Module, analysis: Analysis) -> None:
+    """Run the cut model on fake copies of the analysis inputs; a shape written
+    into the model's code (``torch.split(x, [12, 12])``) shows up here."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    args, kwargs = analysis.inputs
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fake = torch.utils._pytree.tree_map_only(torch.Tensor, mode.from_tensor, (args, kwargs))
+    try:
+        with torch.no_grad(), mode, innermost_module(model) as where:
+            model(*fake[0], **fake[1])
+    except Exception as error:
+        module = where.get("module") or "<root>"
+        raise RewriteError(
+            f"the cut model no longer runs: module '{module}' failed with: "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. "
+            "A size written into the model's code (not read from an attribute) probably "
+            "depends on a cut group; keep that group whole. The model is unchanged."
+        ) from error
+
+
 def _slices(resolved: ResolvedPlan) -> dict[str, dict[int, list[int]]]:
-    """``param -> {dim: kept indices}`` over every cut group."""
+    """``param -> {dim: kept indices}`` over every cut group. A dim shared by
+    several groups (a ``cat`` of two branches) keeps what all of them keep: each
+    group's layout keeps the other groups' segments whole."""
     slices: dict[str, dict[int, list[int]]] = {}
     for cut in resolved.cuts:
         for member in cut.group.members:
@@ -74,9 +103,9 @@ def _slices(resolved: ResolvedPlan) -> dict[str, dict[int, list[int]]]:
             if len(indices) == member.shape[member.dim]:
                 continue
             dims = slices.setdefault(member.param, {})
-            if member.dim in dims:
-                raise PlanError(f"{member.param} dim {member.dim} is cut by two groups")
-            dims[member.dim] = indices
+            previous = dims.get(member.dim)
+            dims[member.dim] = indices if previous is None else sorted(
+                set(previous) & set(indices))
     return slices
 
 

@@ -33,16 +33,19 @@ def register_module(*types: type) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def fix_module(module: nn.Module, tx: Transaction, context: dict) -> None:
+def fix_module(module: nn.Module, name: str, tx: Transaction, context: dict) -> None:
     """Update ``module``'s shape attributes; modules without a handler need none
-    (they read their shapes from tensors) unless listed in ``_MUST_HANDLE``."""
+    (they read their shapes from tensors) unless listed in ``_UNSUPPORTED``."""
     for klass in type(module).__mro__:
         handler = _HANDLERS.get(klass)
         if handler is not None:
             handler(module, tx, context)
             return
-    if isinstance(module, _MUST_HANDLE):
-        raise RewriteError(f"no rewriter for {type(module).__name__}")
+    for unsupported, why in _UNSUPPORTED.items():
+        if isinstance(module, unsupported):
+            raise RewriteError(
+                f"module '{name or '<root>'}' ({type(module).__name__}) cannot be cut: {why}"
+            )
 
 
 @register_module(nn.Linear)
@@ -102,5 +105,8 @@ try:  # transformers' GPT-2 style Conv1D stores its weight as [in, out]
 except ImportError:  # pragma: no cover - transformers is a dependency
     pass
 
-# Modules whose forward reads shape attributes that no generic handler can set.
-_MUST_HANDLE = (nn.MultiheadAttention,)
+# Modules whose forward needs shapes that slicing alone cannot give them.
+_UNSUPPORTED = {
+    nn.MultiheadAttention: "its forward requires num_heads * head_dim == embed_dim, so heads "
+    "cannot be removed from it; keep its attention group whole",
+}
