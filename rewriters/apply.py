@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
-from surgeon.analyzers.capture import innermost_module
-from surgeon.errors import PlanError, RewriteError
+from surgeon.analyzers.capture import capture
+from surgeon.errors import CaptureError, PlanError, RewriteError
 from surgeon.plan import Plan
 
 from .attributes import update_attributes
@@ -41,8 +41,8 @@ def apply(
 
     ``plan`` is a :class:`~surgeon.Plan` or ``{group_id: kept_unit_indices}``.
     ``analysis`` defaults to ``surgeon.analyze(model)``. With ``check`` the cut
-    model is run once on fake tensors (no compute, any size) with the analysis'
-    inputs; if it no longer runs, everything is rolled back.
+    model is captured again with the analysis' inputs (fake tensors: no compute,
+    any size); if it no longer runs, everything is rolled back.
     """
     if not isinstance(model, nn.Module):
         raise PlanError(f"apply expects a torch.nn.Module, not {type(model).__name__}")
@@ -72,21 +72,16 @@ def apply(
 
 
 def _still_runs(model: nn.Module, analysis: Analysis) -> None:
-    """Run the cut model on fake copies of the analysis inputs; a shape written
-    into the model's code (``torch.split(x, [12, 12])``) shows up here."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
+    """Capture the cut model again with the analysis inputs (fake tensors, no
+    compute, the same code path as the analysis): a size written into the
+    model's code (``torch.split(x, [12, 12])``) shows up here."""
     args, kwargs = analysis.inputs
-    mode = FakeTensorMode(allow_non_fake_inputs=True)
-    fake = torch.utils._pytree.tree_map_only(torch.Tensor, mode.from_tensor, (args, kwargs))
     try:
-        with torch.no_grad(), mode, innermost_module(model) as where:
-            model(*fake[0], **fake[1])
-    except Exception as error:
-        module = where.get("module") or "<root>"
+        capture(model, args, kwargs)
+    except CaptureError as error:
+        module = error.module or "<root>"
         raise RewriteError(
-            f"the cut model no longer runs: module '{module}' failed with: "
-            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. "
+            f"the cut model no longer runs: module '{module}' failed with: {error.cause}. "
             "A size written into the model's code (not read from an attribute) probably "
             "depends on a cut group; keep that group whole. The model is unchanged."
         ) from error

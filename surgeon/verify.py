@@ -137,6 +137,11 @@ class masked_reference:  # noqa: N801 - used as a function that returns a callab
         with _NegInfLogits(self._logit_masks):
             return self.model(*args, **kwargs)
 
+    def generate(self, *args, **kwargs):
+        """``model.generate`` with the masks in force (for comparing generations)."""
+        with _NegInfLogits(self._logit_masks):
+            return self.model.generate(*args, **kwargs)
+
 
 def _pass_input_through(module, args, kwargs, output):
     hidden = args[0] if args else kwargs["hidden_states"]
