@@ -66,8 +66,9 @@ def apply(
         tx.rollback()
         if isinstance(error, RewriteError):
             raise
-        raise RewriteError(f"rewriting {type(model).__name__} failed, model unchanged: "
-                           f"{error}") from error
+        raise RewriteError(
+            f"rewriting {type(model).__name__} failed, model unchanged: {error}"
+        ) from error
     return target
 
 
@@ -99,8 +100,7 @@ def _slices(resolved: ResolvedPlan) -> dict[str, dict[int, list[int]]]:
                 continue
             dims = slices.setdefault(member.param, {})
             previous = dims.get(member.dim)
-            dims[member.dim] = indices if previous is None else sorted(
-                set(previous) & set(indices))
+            dims[member.dim] = indices if previous is None else sorted(set(previous) & set(indices))
     return slices
 
 
@@ -128,8 +128,11 @@ def _assign(model: nn.Module, tensors: dict[str, torch.Tensor], aliases, tx: Tra
     """Put each new tensor on every module that holds it (tied weights stay tied)."""
     for name, tensor in tensors.items():
         old = _tensor(model, name)
-        value = nn.Parameter(tensor, requires_grad=old.requires_grad) if isinstance(
-            old, nn.Parameter) else tensor
+        value = (
+            nn.Parameter(tensor, requires_grad=old.requires_grad)
+            if isinstance(old, nn.Parameter)
+            else tensor
+        )
         for owner_name in (name, *aliases.get(name, ())):
             module_name, _, attr = owner_name.rpartition(".")
             module = model.get_submodule(module_name)

@@ -28,8 +28,11 @@ def remove_blocks(model: nn.Module, blocks: Iterable[Block], tx: Transaction) ->
     for container_name, removed in by_container.items():
         container = model.get_submodule(container_name)
         kept = [i for i in range(len(container)) if i not in removed]
-        replacement = type(container)(*[container[i] for i in kept]) if isinstance(
-            container, nn.Sequential) else nn.ModuleList([container[i] for i in kept])
+        replacement = (
+            type(container)(*[container[i] for i in kept])
+            if isinstance(container, nn.Sequential)
+            else nn.ModuleList([container[i] for i in kept])
+        )
         parent_name, _, attr = container_name.rpartition(".")
         tx.set(model.get_submodule(parent_name), attr, replacement)
         for new_index, block in enumerate(replacement):

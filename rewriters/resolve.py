@@ -96,8 +96,9 @@ def units_of(kept: dict[str, tuple[int, ...]], group: Group) -> list[int]:
     sizes = [level.size for level in group.levels]
     strides = [prod(sizes[i + 1 :]) for i in range(len(sizes))]
     per_level = [kept[level.name] for level in group.levels]
-    return [sum(d * s for d, s in zip(c, strides, strict=True))
-            for c in itertools.product(*per_level)]
+    return [
+        sum(d * s for d, s in zip(c, strides, strict=True)) for c in itertools.product(*per_level)
+    ]
 
 
 def _blocks(names: tuple[str, ...], analysis: Analysis) -> tuple[Block, ...]:

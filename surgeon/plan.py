@@ -44,8 +44,10 @@ class Plan:
             return plan
         if isinstance(plan, Mapping):
             return cls(keep=dict(plan))
-        raise PlanError(f"a plan is a surgeon.Plan or a dict of group id -> kept units, "
-                        f"not {type(plan).__name__}")
+        raise PlanError(
+            f"a plan is a surgeon.Plan or a dict of group id -> kept units, "
+            f"not {type(plan).__name__}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,7 +63,9 @@ class Plan:
     def from_dict(cls, data: Mapping[str, Any]) -> Plan:
         version = data.get("format_version")
         if version != PLAN_VERSION:
-            raise PlanError(f"unsupported plan format_version {version!r} (expected {PLAN_VERSION})")
+            raise PlanError(
+                f"unsupported plan format_version {version!r} (expected {PLAN_VERSION})"
+            )
         unknown = set(data) - {"format_version", "keep", "remove_blocks"}
         if unknown:
             raise PlanError(f"unknown plan fields: {', '.join(sorted(unknown))}")

@@ -68,7 +68,9 @@ class VerifyReport:
         for o in self.outputs:
             lines.append(f"  {o.name}: max abs {o.max_abs:.3g}, max rel {o.max_rel:.3g}")
         for group_id, error in self.inexact.items():
-            lines.append(f"  not exact by nature: {group_id} (norm statistics), max rel {error:.3g}")
+            lines.append(
+                f"  not exact by nature: {group_id} (norm statistics), max rel {error:.3g}"
+            )
         return "\n".join(lines)
 
 
@@ -126,8 +128,11 @@ class masked_reference:  # noqa: N801 - used as a function that returns a callab
             removed = [i for i in range(member.shape[member.dim]) if i not in kept]
             if not removed:
                 continue
-            tensor = self.model.get_parameter(member.param) if not member.buffer else (
-                self.model.get_buffer(member.param))
+            tensor = (
+                self.model.get_parameter(member.param)
+                if not member.buffer
+                else (self.model.get_buffer(member.param))
+            )
             index = torch.tensor(removed, device=tensor.device)
             tensor.index_fill_(member.dim, index, 0.0)
             if selects and member.dim == 0 and len(member.shape) == 2 and not member.buffer:

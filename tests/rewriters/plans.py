@@ -40,8 +40,9 @@ def padded_inputs(model, batch: int = 3, length: int = 7) -> tuple[tuple, dict]:
         if name in kwargs:
             kwargs[name] = torch.randint(4, 100, (batch, length), generator=generator)
     if "pixel_values" in kwargs:
-        kwargs["pixel_values"] = torch.randn(batch, *kwargs["pixel_values"].shape[1:],
-                                             generator=generator)
+        kwargs["pixel_values"] = torch.randn(
+            batch, *kwargs["pixel_values"].shape[1:], generator=generator
+        )
     if "input_ids" in kwargs and "attention_mask" in inspect.signature(model.forward).parameters:
         mask = torch.ones(batch, length, dtype=torch.long)
         mask[1, :3] = 0

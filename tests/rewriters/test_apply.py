@@ -28,8 +28,7 @@ def test_random_plans_over_every_kind_and_a_layer_match_the_masked_original(name
     removable = [b.name for b in analysis.blocks if b.removable]
     plan = surgeon.Plan(random_plan(analysis, seed), remove_blocks=tuple(removable[-1:]))
     pruned = surgeon.apply(model, plan, analysis=analysis)
-    report = surgeon.verify(model, pruned, plan, inputs=padded_inputs(model),
-                            analysis=analysis)
+    report = surgeon.verify(model, pruned, plan, inputs=padded_inputs(model), analysis=analysis)
     assert report.ok, str(report)
     assert report.max_rel <= 1e-5 and not report.inexact
     assert n_params(pruned) < n_params(model)
@@ -42,8 +41,11 @@ def test_gqa_heads_can_go_by_kv_group_or_by_query(name, cut):
     analysis = surgeon.analyze(model)
     plan = {}
     for group in analysis.by_kind("attention"):
-        kept = {"kv": (1,), "q": (0, 1, 2, 3)} if cut == "whole kv groups" else {
-            "kv": (0, 1), "q": (0, 3)}
+        kept = (
+            {"kv": (1,), "q": (0, 1, 2, 3)}
+            if cut == "whole kv groups"
+            else {"kv": (0, 1), "q": (0, 3)}
+        )
         plan[group.id] = units_of(kept, group)
     pruned = surgeon.apply(model, plan, analysis=analysis)
     assert surgeon.verify(model, pruned, plan, padded_inputs(model), analysis=analysis).ok
@@ -71,7 +73,9 @@ def test_channels_with_zero_weights_are_removed_with_bit_identical_outputs():
         mlp.gate_proj.weight[dead] = 0
         mlp.up_proj.weight[dead] = 0
         mlp.down_proj.weight[:, dead] = 0
-    pruned = surgeon.apply(model, {"mlp@model.layers.0.mlp": [i for i in range(96) if i not in dead]})
+    pruned = surgeon.apply(
+        model, {"mlp@model.layers.0.mlp": [i for i in range(96) if i not in dead]}
+    )
     ids = torch.randint(0, 128, (2, 8))
     with torch.no_grad():
         assert torch.equal(model(ids).logits, pruned(ids).logits)
@@ -88,8 +92,9 @@ def test_uniform_cuts_update_the_config_and_per_layer_ones_do_not():
 
 
 def test_depth_cut_renumbers_layers_and_updates_config():
-    config = hf.Gemma3TextConfig(**DECODER, head_dim=8, sliding_window=4,
-                                 layer_types=["sliding_attention", "full_attention"])
+    config = hf.Gemma3TextConfig(
+        **DECODER, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"]
+    )
     model = hf.Gemma3ForCausalLM(config).eval()
     pruned = surgeon.apply(model, surgeon.Plan(remove_blocks=("model.layers.0",)))
     assert len(pruned.model.layers) == 1 and pruned.config.num_hidden_layers == 1
