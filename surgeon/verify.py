@@ -198,5 +198,5 @@ def _compare(reference, pruned, args, kwargs, tolerance) -> list[OutputCheck]:
 def _plain(output):
     """HF ModelOutputs as dicts of their set fields, so both sides flatten alike."""
     if hasattr(output, "to_tuple") and hasattr(output, "keys"):
-        return {k: output[k] for k in output.keys()}
+        return {k: output[k] for k in output.keys()}  # noqa: SIM118 - ModelOutput, not dict
     return output

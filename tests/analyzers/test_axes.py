@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from surgeon.analyzers.axes import AxisAlgebra, AxisConflict, Fact, FactKind, StructureKind
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from surgeon.analyzers import Layout
 
 import surgeon
+from surgeon.analyzers import Layout
 from tests.zoo import HF_MODELS
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from surgeon.analyzers.rules import registered_ops
 from torch import nn
 
 import surgeon
+from surgeon.analyzers.rules import registered_ops
 
 
 def members(analysis, kind=None):
