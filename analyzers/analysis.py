@@ -12,6 +12,7 @@ from torch import nn
 from surgeon.errors import InputError
 
 from .blocks import find_blocks
+from .checks import check_devices, check_dtypes
 from .capture import capture
 from .example_inputs import example_inputs, normalise_inputs
 from .grouping import form_groups
@@ -51,7 +52,9 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     if not isinstance(model, nn.Module):
         raise InputError(f"analyze expects a torch.nn.Module, not {type(model).__name__}")
     AnalyzeOptions.from_kwargs(options)
+    check_dtypes(model)
     args, kwargs = example_inputs(model) if inputs is None else normalise_inputs(inputs)
+    check_devices(model, args, kwargs)
     captured = capture(model, args, kwargs)
     coupling = propagate(captured)
     names = _ParameterNames(model)

@@ -18,6 +18,7 @@ from torch import nn
 
 from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
 from surgeon.analyzers.capture import capture
+from surgeon.analyzers.checks import check_no_hooks
 from surgeon.errors import CaptureError, PlanError, RewriteError
 from surgeon.plan import Plan
 
@@ -47,6 +48,7 @@ def apply(
     if not isinstance(model, nn.Module):
         raise PlanError(f"apply expects a torch.nn.Module, not {type(model).__name__}")
     plan = Plan.coerce(plan)
+    check_no_hooks(model)
     analysis = analysis if analysis is not None else analyze(model)
     resolved = resolve(plan, analysis)
     target = model if inplace else copy.deepcopy(model)

@@ -28,11 +28,12 @@ def remove_blocks(model: nn.Module, blocks: Iterable[Block], tx: Transaction) ->
     for container_name, removed in by_container.items():
         container = model.get_submodule(container_name)
         kept = [i for i in range(len(container)) if i not in removed]
-        replacement = (
-            type(container)(*[container[i] for i in kept])
-            if isinstance(container, nn.Sequential)
-            else nn.ModuleList([container[i] for i in kept])
-        )
+        children = [container[i] for i in kept]
+        if isinstance(container, nn.Sequential):
+            replacement = nn.Sequential(*children)
+        else:
+            replacement = nn.ModuleList(children)
+        replacement.training = container.training  # only the container: children keep theirs
         parent_name, _, attr = container_name.rpartition(".")
         tx.set(model.get_submodule(parent_name), attr, replacement)
         for new_index, block in enumerate(replacement):

@@ -40,6 +40,7 @@ class ResolvedPlan:
 
 def resolve(plan: Plan, analysis: Analysis) -> ResolvedPlan:
     known = {g.id: g for g in analysis.groups}
+    _check_same_model(plan, known)
     cuts = []
     for group_id, units in plan.keep.items():
         group = known.get(group_id)
@@ -51,6 +52,21 @@ def resolve(plan: Plan, analysis: Analysis) -> ResolvedPlan:
         cuts.append(_cut(group, units))
     blocks = _blocks(plan.remove_blocks, analysis)
     return ResolvedPlan(tuple(c for c in cuts if c.removes_anything), blocks)
+
+
+def _check_same_model(plan: Plan, known: dict[str, Group]) -> None:
+    if not plan.sizes:
+        return
+    differing = [
+        f"'{gid}' has {known[gid].size if gid in known else 'no such group'} "
+        f"(plan made for {size})"
+        for gid, size in plan.sizes.items()
+        if gid not in known or known[gid].size != size
+    ]
+    missing = sorted(set(known) - set(plan.sizes))
+    if differing or missing:
+        details = "; ".join(differing[:3] + [f"'{gid}' is not in the plan" for gid in missing[:3]])
+        raise PlanError(f"this plan was made for another model: {details}")
 
 
 def _cut(group: Group, units: tuple[int, ...]) -> GroupCut:

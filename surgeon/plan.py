@@ -19,10 +19,18 @@ PLAN_VERSION = 1
 @dataclass(frozen=True)
 class Plan:
     """``keep[group_id]`` lists the unit indices to keep; groups not named keep
-    everything. ``remove_blocks`` names whole repeated blocks (decoder layers)."""
+    everything. ``remove_blocks`` names whole repeated blocks (decoder layers).
+    ``sizes`` (group id -> units) records the model a plan was made for, so
+    replaying it on a different model is refused instead of half-applied."""
 
     keep: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     remove_blocks: tuple[str, ...] = ()
+    sizes: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def for_analysis(cls, analysis, keep, remove_blocks=()) -> Plan:
+        """A plan that remembers the group sizes of the analysed model."""
+        return cls(keep, tuple(remove_blocks), {g.id: g.size for g in analysis.groups})
 
     def __post_init__(self) -> None:
         keep = {}
@@ -36,6 +44,7 @@ class Plan:
             keep[group_id] = tuple(units)
         object.__setattr__(self, "keep", keep)
         object.__setattr__(self, "remove_blocks", tuple(self.remove_blocks))
+        object.__setattr__(self, "sizes", {str(k): int(v) for k, v in dict(self.sizes).items()})
 
     @classmethod
     def coerce(cls, plan: Plan | Mapping[str, Sequence[int]]) -> Plan:
@@ -54,6 +63,7 @@ class Plan:
             "format_version": PLAN_VERSION,
             "keep": {gid: list(units) for gid, units in self.keep.items()},
             "remove_blocks": list(self.remove_blocks),
+            "sizes": dict(self.sizes),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -66,10 +76,14 @@ class Plan:
             raise PlanError(
                 f"unsupported plan format_version {version!r} (expected {PLAN_VERSION})"
             )
-        unknown = set(data) - {"format_version", "keep", "remove_blocks"}
+        unknown = set(data) - {"format_version", "keep", "remove_blocks", "sizes"}
         if unknown:
             raise PlanError(f"unknown plan fields: {', '.join(sorted(unknown))}")
-        return cls(keep=data.get("keep", {}), remove_blocks=tuple(data.get("remove_blocks", ())))
+        return cls(
+            keep=data.get("keep", {}),
+            remove_blocks=tuple(data.get("remove_blocks", ())),
+            sizes=data.get("sizes", {}),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Plan:

@@ -24,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
 from surgeon.analyzers import Analysis, analyze
+from surgeon.analyzers.checks import check_eval_mode
 from surgeon.analyzers.example_inputs import example_inputs, normalise_inputs
 from surgeon.plan import Plan
 from surgeon.rewriters import GroupCut, ResolvedPlan, apply, resolve
@@ -85,6 +86,7 @@ def verify(
     """Compare ``pruned`` with ``original`` masked by ``plan`` on ``inputs``
     (derived from a Hugging Face config when omitted)."""
     plan = Plan.coerce(plan)
+    check_eval_mode(original, pruned)
     analysis = analysis if analysis is not None else analyze(original)
     resolved = resolve(plan, analysis)
     args, kwargs = example_inputs(original) if inputs is None else normalise_inputs(inputs)
