@@ -50,15 +50,15 @@ def check_no_hooks(model: nn.Module) -> None:
             kind
             for kind, hooks in (
                 ("forward", module._forward_hooks),
-                ("forward pre-", module._forward_pre_hooks),
+                ("forward-pre", module._forward_pre_hooks),
                 ("backward", module._backward_hooks),
-                ("backward pre-", module._backward_pre_hooks),
+                ("backward-pre", module._backward_pre_hooks),
             )
             if hooks
         ]
         if kinds:
             raise InputError(
-                f"module '{name or '<root>'}' has {' and '.join(kinds)}hooks; they would be "
+                f"module '{name or '<root>'}' has {' and '.join(kinds)} hooks; they would be "
                 "copied into the cut model and may assume the old shapes: remove them "
                 "(handle.remove()) before cutting and add them back afterwards"
             )
