@@ -58,8 +58,7 @@ def _check_same_model(plan: Plan, known: dict[str, Group]) -> None:
     if not plan.sizes:
         return
     differing = [
-        f"'{gid}' has {known[gid].size if gid in known else 'no such group'} "
-        f"(plan made for {size})"
+        f"'{gid}' has {known[gid].size if gid in known else 'no such group'} (plan made for {size})"
         for gid, size in plan.sizes.items()
         if gid not in known or known[gid].size != size
     ]

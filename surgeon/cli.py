@@ -13,13 +13,27 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from surgeon import analyze
-    from surgeon.demo import demo_model
+    """Analyse the embedded model, cut half of every MLP, one KV group of every
+    attention block and the last layer, and verify the result."""
+    from surgeon import Plan, analyze, apply, verify
+    from surgeon.demo import demo_plan, demo_model
 
     model = demo_model()
     analysis = analyze(model)
-    print(analysis.to_json() if args.json else analysis.summary())
-    return 0
+    if args.json:
+        print(analysis.to_json())
+        return 0
+    print(analysis.summary())
+    plan = Plan.for_analysis(analysis, *demo_plan(analysis))
+    pruned = apply(model, plan, analysis=analysis)
+    report = verify(model, pruned, plan, analysis=analysis)
+    before, after = (sum(p.numel() for p in m.parameters()) for m in (model, pruned))
+    print(
+        f"\ncut: half of every MLP, one of two KV groups per layer, {', '.join(plan.remove_blocks)}"
+    )
+    print(f"parameters: {before:,} -> {after:,} ({after / before:.1%})")
+    print(report)
+    return 0 if report.ok else 1
 
 
 def _inspect(args: argparse.Namespace) -> int:

@@ -25,6 +25,16 @@ def test_the_python_example_runs_and_its_comments_hold():
     assert "vocabulary: rows are looked up by token ids" in printed
 
 
+def test_the_cutting_example_verifies_generates_and_round_trips():
+    example = next(block for block in python_blocks() if "surgeon.apply(" in block)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(example, str(README), "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("True ") and float(lines[0].split()[1]) <= 1e-5
+    assert lines[1:] == ["torch.Size([1, 8])", "True"]
+
+
 def test_the_rule_example_registers_a_rule():
     from surgeon.analyzers.rules import lookup
 

@@ -172,6 +172,7 @@ class Moe:
     renorm: bool = False  # divide the top-k weights by their sum
     router: str = "module"  # module | flinear
     residual: bool = False
+    pick: str = "gather"  # gather (index expanded over D) | index (outs[rows, chosen])
 
 
 @dataclass(frozen=True)
@@ -307,9 +308,7 @@ def _seq_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, in
         return Proj(out, c.pick(ACTS), c.flag(0.7), c.pick(VIAS)), out
     if kind == "mlp":
         act = c.pick(ACTS + ("softmax",)) if not c.flag(0.3) else "silu"
-        return Mlp(
-            c.int(2, 16), act, c.flag(0.4), residual, c.pick(VIAS), c.flag(0.6)
-        ), d
+        return Mlp(c.int(2, 16), act, c.flag(0.4), residual, c.pick(VIAS), c.flag(0.6)), d
     if kind == "norm":
         return _norm(c, d, ("layer", "rms", "batch", "group")), d
     if kind == "attn":
@@ -351,6 +350,7 @@ def _seq_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, in
             renorm=c.flag(0.5),
             router="flinear" if c.flag(0.25) else "module",
             residual=residual,
+            pick=c.pick(("gather", "index")),
         ), d
     if kind == "concat":
         widths = tuple(c.int(1, 8) for _ in range(c.int(2, 3)))
@@ -394,9 +394,7 @@ def _conv_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, i
         ), out
     if kind == "resconv":
         depthwise = c.flag(0.4)
-        return ResConv(
-            c.pick((1, 3)), c.pick(ACTS), depthwise, 0 if depthwise else c.int(0, 12)
-        ), d
+        return ResConv(c.pick((1, 3)), c.pick(ACTS), depthwise, 0 if depthwise else c.int(0, 12)), d
     if kind == "norm":
         return _norm(c, d, ("batch", "batch", "group", "layer", "rms")), d
     if kind == "concat":
@@ -521,8 +519,10 @@ class Dense(nn.Module):
 class ProjM(nn.Module):
     def __init__(self, spec: Proj, d: int) -> None:
         super().__init__()
-        self.spec, self.dense, self.act = spec, Dense(d, spec.out, spec.bias, spec.via), _act(
-            spec.act
+        self.spec, self.dense, self.act = (
+            spec,
+            Dense(d, spec.out, spec.bias, spec.via),
+            _act(spec.act),
         )
 
     def forward(self, x):
@@ -580,7 +580,9 @@ class AttnM(nn.Module):
         self.num_heads = spec.kv * spec.rep
         self.head_dim = hd = spec.head_dim
         q, kv = self.num_heads * hd, spec.kv * hd
-        shapes = {"qkv": (q + 2 * kv, d)} if spec.fused else {"q": (q, d), "k": (kv, d), "v": (kv, d)}
+        shapes = (
+            {"qkv": (q + 2 * kv, d)} if spec.fused else {"q": (q, d), "k": (kv, d), "v": (kv, d)}
+        )
         shapes["o"] = (d, q)
         for name, (o, i) in shapes.items():
             bias = spec.bias and name != "o"
@@ -728,7 +730,9 @@ class MoeM(nn.Module):
         else:
             self.router_weight = _param(spec.experts, d)
         if spec.style == "modulelist":
-            self.experts = nn.ModuleList(Expert(d, spec.hidden, spec.act) for _ in range(spec.experts))
+            self.experts = nn.ModuleList(
+                Expert(d, spec.hidden, spec.act) for _ in range(spec.experts)
+            )
         else:
             self.w_up = _param(spec.experts, d, spec.hidden, fan_in=d)
             self.w_down = _param(spec.experts, spec.hidden, d, fan_in=spec.hidden)
@@ -751,7 +755,11 @@ class MoeM(nn.Module):
             e = self.w_up.shape[0]
             h = self.act(torch.bmm(t.unsqueeze(0).expand(e, -1, -1), self.w_up))  # [E, T, H]
             outs = torch.bmm(h, self.w_down).transpose(0, 1)  # [T, E, D]
-        picked = outs.gather(1, chosen.unsqueeze(-1).expand(-1, -1, d))  # [T, k, D]
+        if self.spec.pick == "gather":
+            picked = outs.gather(1, chosen.unsqueeze(-1).expand(-1, -1, d))  # [T, k, D]
+        else:
+            rows = torch.arange(t.shape[0], device=t.device).unsqueeze(1)
+            picked = outs[rows, chosen]  # [T, k, D]
         y = (picked * weights.unsqueeze(-1)).sum(1).reshape(b, s, d)
         return x + y if self.spec.residual else y
 
@@ -962,8 +970,9 @@ def build(spec: Arch) -> Case:
         model = FuzzNet(spec)
         with torch.no_grad():
             for module in model.modules():
-                if isinstance(module, (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d,
-                                       nn.BatchNorm2d)):
+                if isinstance(
+                    module, (nn.LayerNorm, nn.RMSNorm, nn.GroupNorm, nn.BatchNorm1d, nn.BatchNorm2d)
+                ):
                     if module.weight is not None:
                         module.weight.uniform_(0.5, 1.5)
                     if getattr(module, "bias", None) is not None:
@@ -1142,7 +1151,9 @@ def _tail(error: BaseException, lines: int = 12) -> str:
 
 def _crash_reason(error: BaseException) -> str:
     frames = traceback.extract_tb(error.__traceback__)
-    own = [f for f in frames if "/site-packages/" not in f.filename and "/lib/python" not in f.filename]
+    own = [
+        f for f in frames if "/site-packages/" not in f.filename and "/lib/python" not in f.filename
+    ]
     where = own[-1] if own else (frames[-1] if frames else None)
     at = f" at {where.filename.rsplit('/', 2)[-2:][-1]}:{where.name}" if where else ""
     message = str(error).splitlines()[0] if str(error) else ""
@@ -1189,8 +1200,13 @@ def check(case: Case, draw: Callable[[surgeon.Analysis], Trial]) -> Outcome:
         if why is None and trial.inplace:
             why = _changed(model, before)
         if why is not None:
-            return Outcome("state", f"{type(error).__name__} left the model changed", "apply",
-                           f"{why}\n{_tail(error, 3)}", trial)
+            return Outcome(
+                "state",
+                f"{type(error).__name__} left the model changed",
+                "apply",
+                f"{why}\n{_tail(error, 3)}",
+                trial,
+            )
         return Outcome("refused", reason_of(error), "apply", _tail(error, 3), trial)
     except Exception as error:
         return Outcome("crash", _crash_reason(error), "apply", _tail(error), trial)
@@ -1211,19 +1227,31 @@ def check(case: Case, draw: Callable[[surgeon.Analysis], Trial]) -> Outcome:
     if not inexact:
         return Outcome("mismatch", "silent mismatch", "verify", detail, trial, report.max_rel)
     if set(report.inexact) != inexact:
-        return Outcome("mismatch", "inexact groups not listed", "verify",
-                       f"cut non-mask-equivalent: {sorted(inexact)}\n{detail}", trial,
-                       report.max_rel)
-    rest = surgeon.Plan({k: v for k, v in plan.keep.items() if k not in inexact},
-                        plan.remove_blocks)
+        return Outcome(
+            "mismatch",
+            "inexact groups not listed",
+            "verify",
+            f"cut non-mask-equivalent: {sorted(inexact)}\n{detail}",
+            trial,
+            report.max_rel,
+        )
+    rest = surgeon.Plan(
+        {k: v for k, v in plan.keep.items() if k not in inexact}, plan.remove_blocks
+    )
     try:
         rest_pruned = surgeon.apply(model, rest, analysis=analysis)
         rest_report = surgeon.verify(model, rest_pruned, rest, inputs, analysis=analysis)
     except Exception as error:
         return Outcome("crash", _crash_reason(error), "verify-rest", _tail(error), trial)
     if not (rest_report.ok and rest_report.max_rel <= TOLERANCE):
-        return Outcome("mismatch", "silent mismatch besides inexact groups", "verify",
-                       f"without {sorted(inexact)}:\n{rest_report}", Trial(rest), report.max_rel)
+        return Outcome(
+            "mismatch",
+            "silent mismatch besides inexact groups",
+            "verify",
+            f"without {sorted(inexact)}:\n{rest_report}",
+            Trial(rest),
+            report.max_rel,
+        )
     return Outcome("verified-inexact", trial=trial, max_rel=report.max_rel)
 
 

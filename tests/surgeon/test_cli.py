@@ -15,11 +15,13 @@ def run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_demo_prints_the_groups_of_the_embedded_model():
+def test_demo_prints_the_groups_then_cuts_and_verifies_the_embedded_model():
     result = run("demo")
     assert result.returncode == 0, result.stderr
     assert "LlamaForCausalLM: 9 prunable groups, 2 frozen, 4 repeated blocks" in result.stdout
     assert "mlp@model.layers.3.mlp" in result.stdout
+    assert "parameters: 3,295,488 -> 1,564,416" in result.stdout
+    assert "verify: ok (tolerance 1e-05)" in result.stdout
 
 
 def test_demo_json_is_the_analysis():
