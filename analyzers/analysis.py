@@ -12,8 +12,8 @@ from torch import nn
 from surgeon.errors import InputError
 
 from .blocks import find_blocks
-from .checks import check_devices, check_dtypes
 from .capture import capture
+from .checks import check_devices, check_dtypes
 from .example_inputs import example_inputs, normalise_inputs
 from .grouping import form_groups
 from .model import Block, Group

@@ -16,7 +16,7 @@ def _demo(args: argparse.Namespace) -> int:
     """Analyse the embedded model, cut half of every MLP, one KV group of every
     attention block and the last layer, and verify the result."""
     from surgeon import Plan, analyze, apply, verify
-    from surgeon.demo import demo_plan, demo_model
+    from surgeon.demo import demo_model, demo_plan
 
     model = demo_model()
     analysis = analyze(model)
