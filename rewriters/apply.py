@@ -59,7 +59,7 @@ def apply(
         _assign(target, new_tensors, _aliases(analysis), tx)
         context = {"conv_groups": _new_group_counts(target, resolved)}
         for module_name in sorted({name.rpartition(".")[0] for name in new_tensors}):
-            fix_module(target.get_submodule(module_name), module_name, tx, context)
+            fix_module(target.get_submodule(module_name), tx, context)
         update_attributes(target, analysis, resolved.cuts, tx)
         remove_blocks(target, resolved.blocks, tx)
         if check:

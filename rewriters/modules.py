@@ -12,8 +12,6 @@ from collections.abc import Callable
 
 from torch import nn
 
-from surgeon.errors import RewriteError
-
 from .transaction import Transaction
 
 __all__ = ["fix_module", "register_module"]
@@ -33,19 +31,14 @@ def register_module(*types: type) -> Callable[[Handler], Handler]:
     return decorate
 
 
-def fix_module(module: nn.Module, name: str, tx: Transaction, context: dict) -> None:
+def fix_module(module: nn.Module, tx: Transaction, context: dict) -> None:
     """Update ``module``'s shape attributes; modules without a handler need none
-    (they read their shapes from tensors) unless listed in ``_UNSUPPORTED``."""
+    (they read their shapes from their tensors)."""
     for klass in type(module).__mro__:
         handler = _HANDLERS.get(klass)
         if handler is not None:
             handler(module, tx, context)
             return
-    for unsupported, why in _UNSUPPORTED.items():
-        if isinstance(module, unsupported):
-            raise RewriteError(
-                f"module '{name or '<root>'}' ({type(module).__name__}) cannot be cut: {why}"
-            )
 
 
 @register_module(nn.Linear)
@@ -104,9 +97,3 @@ try:  # transformers' GPT-2 style Conv1D stores its weight as [in, out]
     register_module(Conv1D)(_hf_conv1d)
 except ImportError:  # pragma: no cover - transformers is a dependency
     pass
-
-# Modules whose forward needs shapes that slicing alone cannot give them.
-_UNSUPPORTED = {
-    nn.MultiheadAttention: "its forward requires num_heads * head_dim == embed_dim, so heads "
-    "cannot be removed from it; keep its attention group whole",
-}

@@ -139,12 +139,28 @@ def test_a_size_written_in_code_is_caught_and_the_model_is_left_alone():
     assert model.fuse.out_channels == 24
 
 
-def test_multihead_attention_heads_are_refused_with_the_reason():
-    mha = nn.MultiheadAttention(32, 4, batch_first=True).eval()
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_multihead_attention_loses_heads_and_stays_exact(batch_first):
+    mha = nn.MultiheadAttention(32, 4, batch_first=batch_first).eval()
+    x = torch.randn(2, 5, 32) if batch_first else torch.randn(5, 2, 32)
+    padding = torch.zeros(2, 5, dtype=torch.bool)
+    padding[1, :2] = True
+    inputs = ((x, x, x), {"need_weights": False, "key_padding_mask": padding})
+    analysis = surgeon.analyze(mha, inputs)
+    plan = {"attention": [0, 2, 3]}
+    pruned = surgeon.apply(mha, plan, analysis=analysis)
+    assert (pruned.num_heads, pruned.in_proj_weight.shape, pruned.embed_dim) == (3, (72, 32), 32)
+    assert type(mha) is nn.MultiheadAttention  # the original keeps its class
+    assert surgeon.verify(mha, pruned, plan, inputs, analysis=analysis).ok
+
+
+def test_multihead_attention_with_bias_kv_is_refused_with_the_reason():
+    mha = nn.MultiheadAttention(32, 4, batch_first=True, add_bias_kv=True).eval()
     x = torch.randn(2, 5, 32)
     analysis = surgeon.analyze(mha, ((x, x, x), {"need_weights": False}))
-    with pytest.raises(surgeon.RewriteError, match="num_heads \\* head_dim == embed_dim"):
-        surgeon.apply(mha, {"attention": [0, 1]}, analysis=analysis)
+    (group,) = [g for g in analysis.prunable if g.kind == "attention"]
+    with pytest.raises(surgeon.RewriteError, match="add_bias_kv"):
+        surgeon.apply(mha, {group.id: [0, 1]}, analysis=analysis)
 
 
 def test_a_saved_plan_replayed_on_a_fresh_model_gives_the_same_weights():
