@@ -20,6 +20,7 @@ from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
 from surgeon.analyzers.capture import capture
 from surgeon.analyzers.checks import check_no_hooks
 from surgeon.errors import CaptureError, PlanError, RewriteError
+from surgeon.persist import Provenance, record
 from surgeon.plan import Plan
 
 from .attributes import update_attributes
@@ -51,6 +52,7 @@ def apply(
     check_no_hooks(model)
     analysis = analysis if analysis is not None else analyze(model)
     resolved = resolve(plan, analysis)
+    provenance = Provenance.of(model) or Provenance.start(model)
     target = model if inplace else copy.deepcopy(model)
     slices = _slices(resolved)
     new_tensors = {name: _slice(_tensor(target, name), dims) for name, dims in slices.items()}
@@ -64,6 +66,7 @@ def apply(
         remove_blocks(target, resolved.blocks, tx)
         if check:
             _still_runs(target, analysis)
+        record(target, provenance, plan, analysis.inputs)
     except Exception as error:
         tx.rollback()
         if isinstance(error, RewriteError):

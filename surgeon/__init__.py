@@ -8,6 +8,7 @@ and shrink it.
 
 from surgeon.analyzers import Analysis, Block, Group, GroupKind, Layout, Level, Member, analyze
 from surgeon.errors import CaptureError, InputError, PlanError, RewriteError, SurgeonError
+from surgeon.persist import load, save
 from surgeon.plan import Plan
 from surgeon.rewriters import apply
 from surgeon.verify import VerifyReport, verify
@@ -29,6 +30,8 @@ __all__ = [
     "VerifyReport",
     "analyze",
     "apply",
+    "load",
+    "save",
     "verify",
 ]
 __version__ = "0.1.0"

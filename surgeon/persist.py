@@ -1,0 +1,227 @@
+"""``save`` and ``load``: pruned models that reload, without pickling.
+
+``save`` always writes safetensors weights and a manifest (``surgeon.json``):
+the original config, the chain of plans that made the model, every tensor's
+shape and the tied-weight aliases. When the cut config still describes the
+model (uniform widths its validators accept), ``config.json`` is that config
+and plain ``from_pretrained`` loads the directory with no fx-surgeon
+installed. ``load`` rebuilds the original structure with parameters on the
+meta device, replays the plans, and assigns the saved tensors: weights come
+back bit for bit. Nothing is unpickled and no remote code runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from surgeon.errors import SurgeonError
+from surgeon.plan import Plan
+
+__all__ = ["Provenance", "load", "save"]
+
+MANIFEST = "surgeon.json"
+WEIGHTS = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How a model was made: the original config and the plans applied in order."""
+
+    model_class: str
+    original_config: dict[str, Any] | None
+    plans: tuple[Plan, ...]
+    inputs: dict[str, Any] | None = None  # shapes and dtypes of the analysis inputs
+
+    @classmethod
+    def of(cls, model: nn.Module) -> Provenance | None:
+        return model.__dict__.get("_surgeon_provenance")
+
+    @classmethod
+    def start(cls, model: nn.Module) -> Provenance:
+        config = getattr(model, "config", None)
+        original = copy.deepcopy(config.to_dict()) if hasattr(config, "to_dict") else None
+        return cls(type(model).__name__, original, ())
+
+
+def record(model: nn.Module, before: Provenance, plan: Plan, inputs: tuple) -> None:
+    """Called by ``apply`` on the cut model: remember the plan (and, the first
+    time, the input signature a plain module is analysed with)."""
+    signature = before.inputs if before.inputs is not None else _signature(inputs)
+    model.__dict__["_surgeon_provenance"] = Provenance(
+        before.model_class, before.original_config, (*before.plans, plan), signature
+    )
+
+
+def _signature(inputs: tuple) -> dict[str, Any] | None:
+    args, kwargs = inputs
+    describe = lambda v: (  # noqa: E731
+        {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
+        if isinstance(v, torch.Tensor)
+        else v
+    )
+    try:
+        signature = {
+            "args": [describe(a) for a in args],
+            "kwargs": {k: describe(v) for k, v in kwargs.items()},
+        }
+        json.dumps(signature)
+    except TypeError:
+        return None  # a non-JSON argument: such a model must be replayed by hand
+    return signature
+
+
+def _materialise(signature: dict[str, Any], device: torch.device) -> tuple[tuple, dict]:
+    make = lambda v: (  # noqa: E731
+        torch.zeros(v["shape"], dtype=getattr(torch, v["dtype"]), device=device)
+        if isinstance(v, dict) and set(v) == {"shape", "dtype"}
+        else v
+    )
+    return tuple(make(a) for a in signature["args"]), {
+        k: make(v) for k, v in signature["kwargs"].items()
+    }
+
+
+def save(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model`` to the directory ``path``; return the path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    provenance = Provenance.of(model) or Provenance.start(model)
+    aliases = _aliases(model)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in aliases}
+    if any(t.is_meta for t in state.values()):
+        raise SurgeonError("cannot save a model whose weights are on the meta device")
+    save_file(state, str(path / WEIGHTS), metadata={"format": "pt"})
+    loadable = _write_config(model, path)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model_class": provenance.model_class,
+        "original_config": provenance.original_config,
+        "plans": [plan.to_dict() for plan in provenance.plans],
+        "inputs": provenance.inputs,
+        "shapes": {k: list(v.shape) for k, v in state.items()},
+        "aliases": aliases,
+        "plain_from_pretrained": loadable,
+    }
+    (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return path
+
+
+def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a saved model. ``model`` is a fresh copy of the original to replay
+    the plans on (needed for non-Hugging-Face models); without it the original
+    is built from the saved config."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise SurgeonError(f"no {MANIFEST} in '{path}': not saved by surgeon.save")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise SurgeonError(
+            f"{manifest_path}: unsupported format_version {manifest.get('format_version')!r}"
+        )
+    from surgeon.analyzers import analyze
+    from surgeon.rewriters import apply
+
+    model = _skeleton(manifest) if model is None else model
+    signature = manifest.get("inputs")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    inputs = (
+        None
+        if getattr(model, "config", None) is not None or signature is None
+        else (_materialise(signature, device))
+    )
+    for plan in (Plan.from_dict(p) for p in manifest["plans"]):
+        analysis = analyze(model, inputs)
+        model = apply(model, plan, inplace=True, check=False, analysis=analysis)
+    state = {k: _aligned(v) for k, v in load_file(str(path / WEIGHTS)).items()}
+    _check_shapes(model, state, manifest)
+    model.load_state_dict(state, strict=False, assign=True)
+    for alias, target in manifest["aliases"].items():
+        module_name, _, attr = alias.rpartition(".")
+        setattr(model.get_submodule(module_name), attr, model.get_parameter(target))
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise SurgeonError(f"{path / WEIGHTS} has no values for {', '.join(left[:5])}")
+    return model.eval()
+
+
+def _aligned(tensor: torch.Tensor) -> torch.Tensor:
+    """Tensors read from a file can start at any offset; kernels vectorise
+    differently on unaligned memory (CPU grouped_mm), so re-allocate those to
+    compute exactly like the saved model."""
+    return tensor if tensor.data_ptr() % 64 == 0 else tensor.clone()
+
+
+def _skeleton(manifest: dict) -> nn.Module:
+    """The original model with parameters on meta and buffers computed for real."""
+    import transformers
+    from accelerate import init_empty_weights
+
+    config_dict = manifest.get("original_config")
+    model_class = getattr(transformers, manifest["model_class"], None)
+    if config_dict is None or not isinstance(model_class, type):
+        raise SurgeonError(
+            f"'{manifest['model_class']}' is not a transformers class: pass a fresh copy of "
+            "the original model, surgeon.load(path, model=...), to replay the plans on"
+        )
+    config_class = model_class.config_class
+    config = config_class.from_dict(config_dict)
+    with init_empty_weights(include_buffers=False):
+        return model_class(config).eval()
+
+
+def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], manifest: dict) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [
+        f"{k}: saved {tuple(v.shape)}, rebuilt {expected.get(k)}"
+        for k, v in state.items()
+        if expected.get(k) != tuple(v.shape)
+    ]
+    if wrong:
+        raise SurgeonError(
+            "the rebuilt model does not match the saved weights: " + "; ".join(wrong[:5])
+        )
+
+
+def _aliases(model: nn.Module) -> dict[str, str]:
+    """Second and later names of tied parameters -> their first name."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            aliases[name] = first[id(param)]
+        else:
+            first[id(param)] = name
+    return aliases
+
+
+def _write_config(model: nn.Module, path: Path) -> bool:
+    """Write config.json; True if it alone describes the model (plain
+    ``from_pretrained`` works)."""
+    config = getattr(model, "config", None)
+    if not hasattr(config, "to_dict"):
+        return False
+    generation = getattr(model, "generation_config", None)
+    if generation is not None:
+        generation.save_pretrained(path)
+    try:
+        rebuilt_config = type(config).from_dict(config.to_dict())
+    except Exception:  # the config's own validators refuse the cut shapes
+        type(config).from_dict(Provenance.of(model).original_config).save_pretrained(path)
+        return False
+    config.save_pretrained(path)
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        rebuilt = type(model)(rebuilt_config)
+    shapes = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    return shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}
