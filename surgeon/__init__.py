@@ -10,6 +10,8 @@ from surgeon.analyzers import Analysis, Block, Group, GroupKind, Layout, Level, 
 from surgeon.errors import CaptureError, InputError, PlanError, RewriteError, SurgeonError
 from surgeon.persist import load, save
 from surgeon.plan import Plan
+from surgeon.planner import PlanOptions, make_plan
+from surgeon.prune import PruneResult, prune
 from surgeon.rewriters import apply
 from surgeon.verify import VerifyReport, verify
 
@@ -24,6 +26,8 @@ __all__ = [
     "Level",
     "Member",
     "Plan",
+    "PlanOptions",
+    "PruneResult",
     "PlanError",
     "RewriteError",
     "SurgeonError",
@@ -31,6 +35,8 @@ __all__ = [
     "analyze",
     "apply",
     "load",
+    "make_plan",
+    "prune",
     "save",
     "verify",
 ]

@@ -1,0 +1,166 @@
+"""``prune``: the common case in one call: calibrate, score, plan, cut, compensate, verify."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from surgeon.analyzers import Analysis, analyze
+from surgeon.analyzers.importance.calibration import Statistics, calibrate, token_batches
+from surgeon.analyzers.importance.criteria import CRITERIA, score_group
+from surgeon.errors import InputError
+from surgeon.plan import Plan
+from surgeon.planner import PlanOptions, make_plan
+from surgeon.rewriters import apply
+from surgeon.rewriters.compensate import refit_consumers
+from surgeon.verify import VerifyReport, verify
+
+__all__ = ["PruneReport", "PruneResult", "prune"]
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    params_before: int
+    params_after: int
+    flops_before: int  # per token, 2 x weights used in matrix products (attention scores excluded)
+    flops_after: int
+    criterion: dict[str, str]  # group -> criterion actually used (fallbacks show here)
+    verification: VerifyReport | None  # of the cut before compensation
+    compensation: str | None = None
+
+    def __str__(self) -> str:
+        lines = [
+            f"parameters: {self.params_before:,} -> {self.params_after:,} "
+            f"({self.params_after / self.params_before:.1%})",
+            f"FLOPs per token: {self.flops_before:,} -> {self.flops_after:,} "
+            f"({self.flops_after / self.flops_before:.1%})",
+        ]
+        fallbacks = sorted({v for v in self.criterion.values()})
+        lines.append(f"criteria used: {', '.join(fallbacks) or 'none'}")
+        if self.compensation:
+            lines.append(f"compensation: {self.compensation}")
+        if self.verification is not None:
+            lines.append(str(self.verification))
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    model: nn.Module
+    plan: Plan
+    report: PruneReport
+    scores: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+
+def prune(
+    model: nn.Module,
+    ratio: float | None = None,
+    *,
+    criterion: str = "taylor",
+    calib: Any = None,
+    tokenizer: Any = None,
+    samples: int = 64,
+    length: int = 256,
+    compensate: str | None = None,
+    verify_result: bool = True,
+    progress: bool = True,
+    seed: int = 0,
+    **plan_options: Any,
+) -> PruneResult:
+    """Prune ``model`` by ``ratio`` of its block parameters with ``criterion``.
+
+    ``calib`` is a text file (with ``tokenizer``), a tensor of token ids or a
+    list of batches; criteria that read activations or gradients need it.
+    Further keyword arguments are :class:`~surgeon.planner.PlanOptions`
+    (``kinds``, ``allocation``, ``heads``, ``round_to``, ``ignore``, ``layers``,
+    ``params``...). ``compensate="refit"`` refits the consumer layers by least
+    squares on the calibration activations.
+    """
+    unknown = set(plan_options) - PlanOptions.names()
+    if unknown:
+        raise InputError(
+            f"unknown option(s) {sorted(unknown)}; plan options are {sorted(PlanOptions.names())}"
+        )
+    options = PlanOptions(ratio=ratio, **plan_options)
+    if criterion not in CRITERIA:
+        raise InputError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
+    if compensate not in (None, "refit"):
+        raise InputError(f"compensate must be None or 'refit', not {compensate!r}")
+    analysis = analyze(model)
+    stats = _calibrate(
+        model, analysis, criterion, calib, tokenizer, samples, length, options, compensate, progress
+    )
+    generator = torch.Generator().manual_seed(seed)
+    scores, used = {}, {}
+    for group in analysis.prunable:
+        if group.kind in options.kinds:
+            scores[group.id], used[group.id] = score_group(
+                model, group, criterion, stats, generator
+            )
+    plan = make_plan(analysis, scores, options, stats.block_influence if stats else None)
+    pruned = apply(model, plan, analysis=analysis)
+    check = verify(model, pruned, plan, analysis=analysis) if verify_result else None
+    if compensate == "refit":
+        refit_consumers(model, pruned, plan, analysis, stats)
+    report = PruneReport(
+        _count(model),
+        _count(pruned),
+        _flops(model),
+        _flops(pruned),
+        used,
+        check,
+        "least-squares refit of consumer layers" if compensate else None,
+    )
+    return PruneResult(pruned, plan, report, scores)
+
+
+def _calibrate(
+    model,
+    analysis: Analysis,
+    criterion,
+    calib,
+    tokenizer,
+    samples,
+    length,
+    options: PlanOptions,
+    compensate,
+    progress,
+) -> Statistics | None:
+    spec = CRITERIA[criterion]
+    if not (spec.needs_calibration or options.layers or compensate):
+        return None
+    if calib is None:
+        raise InputError(f"criterion '{criterion}' (or layers/compensation) needs calib=...")
+    batches = token_batches(calib, tokenizer, samples, length)
+    consumers = (
+        {
+            m.module
+            for g in analysis.prunable
+            if g.kind in options.kinds
+            for m in g.members
+            if m.dim == 1
+        }
+        if compensate
+        else ()
+    )
+    blocks = [b.name for b in analysis.blocks if b.removable] if options.layers else ()
+    return calibrate(
+        model,
+        batches,
+        gradients=spec.needs_gradients,
+        gram_for=consumers,
+        blocks=blocks,
+        progress=progress,
+    )
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _flops(model: nn.Module) -> int:
+    """2 x the weights of every linear layer: a dense token's matrix-product FLOPs."""
+    return 2 * sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
