@@ -65,6 +65,7 @@ def prune(
     samples: int = 64,
     length: int = 256,
     compensate: str | None = None,
+    statistics: Statistics | None = None,
     verify_result: bool = True,
     progress: bool = True,
     seed: int = 0,
@@ -77,7 +78,9 @@ def prune(
     Further keyword arguments are :class:`~surgeon.planner.PlanOptions`
     (``kinds``, ``allocation``, ``heads``, ``round_to``, ``ignore``, ``layers``,
     ``params``...). ``compensate="refit"`` refits the consumer layers by least
-    squares on the calibration activations.
+    squares on the calibration activations. ``statistics`` from an earlier
+    :func:`~surgeon.analyzers.importance.calibration.calibrate` call is reused
+    instead of calibrating again (to compare criteria on one calibration).
     """
     unknown = set(plan_options) - PlanOptions.names()
     if unknown:
