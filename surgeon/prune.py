@@ -93,9 +93,20 @@ def prune(
     if compensate not in (None, "refit"):
         raise InputError(f"compensate must be None or 'refit', not {compensate!r}")
     analysis = analyze(model)
-    stats = _calibrate(
-        model, analysis, criterion, calib, tokenizer, samples, length, options, compensate, progress
-    )
+    stats = statistics
+    if stats is None:
+        stats = _calibrate(
+            model,
+            analysis,
+            criterion,
+            calib,
+            tokenizer,
+            samples,
+            length,
+            options,
+            compensate,
+            progress,
+        )
     generator = torch.Generator().manual_seed(seed)
     scores, used = {}, {}
     for group in analysis.prunable:
