@@ -17,6 +17,7 @@ from .checks import check_devices, check_dtypes
 from .example_inputs import example_inputs, normalise_inputs
 from .grouping import form_groups
 from .model import Block, Group
+from .names import ParameterNames
 from .propagate import propagate
 
 __all__ = ["Analysis", "AnalyzeOptions", "analyze"]
@@ -57,7 +58,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     check_devices(model, args, kwargs)
     captured = capture(model, args, kwargs)
     coupling = propagate(captured)
-    names = _ParameterNames(model)
+    names = ParameterNames(model)
     coupling.params = {names.canonical(n): axes for n, axes in coupling.params.items()}
     coupling.shapes = {names.canonical(n): shape for n, shape in coupling.shapes.items()}
     blocks = find_blocks(model, captured)
@@ -71,22 +72,6 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         capture_method=captured.method,
         node_count=sum(1 for _ in captured.graph.nodes),
     )
-
-
-class _ParameterNames:
-    """Parameter names in model order; a tied parameter is named by its first
-    name (``model.embed_tokens.weight``), the others are its aliases."""
-
-    def __init__(self, model: nn.Module) -> None:
-        ties: dict[int, list[str]] = {}
-        for name, param in model.named_parameters(remove_duplicate=False):
-            ties.setdefault(id(param), []).append(name)
-        self.order = {name: i for i, names in enumerate(ties.values()) for name in names}
-        self._canonical = {name: names[0] for names in ties.values() for name in names}
-        self.aliases = {names[0]: tuple(names[1:]) for names in ties.values() if len(names) > 1}
-
-    def canonical(self, name: str) -> str:
-        return self._canonical.get(name, name)
 
 
 @dataclass(frozen=True)

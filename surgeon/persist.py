@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from surgeon.analyzers.names import ParameterNames
 from surgeon.errors import SurgeonError
 from surgeon.plan import Plan
 
@@ -95,7 +96,7 @@ def save(model: nn.Module, path: str | Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     provenance = Provenance.of(model) or Provenance.start(model)
-    aliases = _aliases(model)
+    aliases = ParameterNames(model).tied
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in aliases}
     if any(t.is_meta for t in state.values()):
         raise SurgeonError("cannot save a model whose weights are on the meta device")
@@ -190,18 +191,6 @@ def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], manifest: di
         raise SurgeonError(
             "the rebuilt model does not match the saved weights: " + "; ".join(wrong[:5])
         )
-
-
-def _aliases(model: nn.Module) -> dict[str, str]:
-    """Second and later names of tied parameters -> their first name."""
-    first: dict[int, str] = {}
-    aliases = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        if id(param) in first:
-            aliases[name] = first[id(param)]
-        else:
-            first[id(param)] = name
-    return aliases
 
 
 def _write_config(model: nn.Module, path: Path) -> bool:

@@ -67,7 +67,7 @@ def _slices(weight: torch.Tensor, dim: int) -> torch.Tensor:
 
 def _magnitude(model, group, stats, p: int = 2) -> MemberScores:
     return {
-        (m.param, m.dim): _slices(_tensor(model, m.param), m.dim).norm(p=p, dim=1)
+        (m.param, m.dim): _slices(model.get_parameter(m.param), m.dim).norm(p=p, dim=1)
         for m in group.members
         if not m.buffer
     }
@@ -78,7 +78,7 @@ def _taylor(model, group, stats) -> MemberScores:
     for m in group.members:
         grad = stats.gradients.get(m.param) if stats else None
         if grad is not None:
-            weight = _tensor(model, m.param).detach().to("cpu", torch.float64)
+            weight = model.get_parameter(m.param).detach().to("cpu", torch.float64)
             out[(m.param, m.dim)] = _slices(weight * grad, m.dim).abs().sum(1)
     return out
 
@@ -106,11 +106,6 @@ def _flap(model, group, stats) -> MemberScores:
 
 def _activation(model, group, stats) -> MemberScores:
     return {(m.param, 1): f.absolute / f.count for m, f, _ in _consumers(model, group, stats)}
-
-
-def _tensor(model: nn.Module, name: str) -> torch.Tensor:
-    module_name, _, attr = name.rpartition(".")
-    return getattr(model.get_submodule(module_name) if module_name else model, attr)
 
 
 _register(Criterion("magnitude", False, False, _magnitude))
