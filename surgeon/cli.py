@@ -1,8 +1,10 @@
-"""The ``surgeon`` command."""
+"""The ``surgeon`` command: demo, inspect, graph, prune, verify."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,54 +30,182 @@ def _demo(args: argparse.Namespace) -> int:
     pruned = apply(model, plan, analysis=analysis)
     report = verify(model, pruned, plan, analysis=analysis)
     before, after = (sum(p.numel() for p in m.parameters()) for m in (model, pruned))
-    print(
-        f"\ncut: half of every MLP, one of two KV groups per layer, {', '.join(plan.remove_blocks)}"
-    )
+    removed = ", ".join(plan.remove_blocks)
+    print(f"\ncut: half of every MLP, one of two KV groups per layer, {removed}")
     print(f"parameters: {before:,} -> {after:,} ({after / before:.1%})")
     print(report)
     return 0 if report.ok else 1
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    """Analyse a Hugging Face model directory (or a config.json) on the meta
-    device: the structure needs no weights."""
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
-
+    """The group table of a model directory, analysed on meta (weights not needed)."""
     from surgeon import analyze
+    from surgeon.models import load_directory
 
-    path = Path(args.path)
-    directory = path.parent if path.name == "config.json" else path
-    if not (directory / "config.json").is_file():
-        raise SurgeonError(f"no config.json in '{directory}': give a Hugging Face model directory")
-    config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
-    with torch.device("meta"):
-        try:
-            model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
-        except ValueError:
-            model = AutoModel.from_config(config, trust_remote_code=False)
-    analysis = analyze(model.eval())
-    print(analysis.to_json() if args.json else analysis.summary())
+    analysis = analyze(load_directory(args.path, weights=False))
+    if args.json:
+        data = analysis.to_dict()
+        for group in data["groups"]:
+            group["flops_per_token"] = 2 * group["params_covered"]
+        print(json.dumps(data, indent=2))
+        return 0
+    print(analysis.summary())
+    print("\nFLOPs per token are about 2 x params for every group but the hidden size.")
     return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from surgeon import analyze
+    from surgeon.models import load_directory
+    from surgeon.viz import html_report, ops_dot, render, to_dot
+
+    model = load_directory(args.path, weights=False)
+    analysis = analyze(model)
+    output = Path(args.output)
+    if output.suffix == ".html":
+        output.write_text(html_report(analysis), encoding="utf-8")
+    else:
+        layer = args.layer
+        source = (
+            ops_dot(model, analysis, layer=layer or 0)
+            if args.view == "ops"
+            else to_dot(analysis, view=args.view, layer=layer)
+        )
+        render(source, output)
+    print(f"wrote {output}")
+    return 0
+
+
+def _prune(args: argparse.Namespace) -> int:
+    import transformers
+
+    from surgeon import prune, save
+    from surgeon.models import load_directory, model_directory
+
+    directory = model_directory(args.path)
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()):
+        raise SurgeonError(f"output directory '{output}' is not empty")
+    model = load_directory(directory)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory) if args.calib else None
+    options = {
+        "allocation": "uniform" if args.uniform else args.allocation,
+        "round_to": args.round_to,
+        "kinds": tuple(args.kinds),
+    }
+    if args.params is not None:
+        options["params"] = args.params
+    result = prune(
+        model,
+        args.ratio,
+        criterion=args.criterion,
+        calib=args.calib,
+        tokenizer=tokenizer,
+        samples=args.samples,
+        length=args.length,
+        compensate=args.compensate,
+        **options,
+    )
+    print(result.report)
+    if args.eval:
+        before, after = (
+            _perplexity(m, tokenizer, args.eval, args.length) for m in (model, result.model)
+        )
+        print(f"perplexity on {args.eval}: {before:.3f} -> {after:.3f} ({after / before:.2f}x)")
+    try:
+        save(result.model, output)
+        if (directory / "tokenizer_config.json").is_file():
+            transformers.AutoTokenizer.from_pretrained(directory).save_pretrained(output)
+    except Exception:
+        shutil.rmtree(output, ignore_errors=True)
+        raise
+    print(f"saved to {output}")
+    return 0
+
+
+def _perplexity(model, tokenizer, path: str, length: int) -> float:
+    import math
+
+    import torch
+
+    ids = tokenizer(Path(path).read_text(encoding="utf-8"), return_tensors="pt").input_ids[0]
+    windows = ids[: (ids.numel() // length) * length].view(-1, length)[:64]
+    if not len(windows):
+        raise SurgeonError(f"{path} holds fewer than {length} tokens")
+    with torch.no_grad():
+        nll = sum(model(w, labels=w).loss.item() * len(w) for w in windows.split(8))
+    return math.exp(nll / len(windows))
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from surgeon import Plan, verify
+    from surgeon.models import load_directory
+    from surgeon.persist import MANIFEST
+
+    manifest_path = Path(args.pruned) / MANIFEST
+    if not manifest_path.is_file():
+        raise SurgeonError(f"no {MANIFEST} in '{args.pruned}': not written by surgeon.save")
+    manifest = json.loads(manifest_path.read_text())
+    plans = manifest["plans"]
+    if manifest.get("compensation"):
+        checked = manifest.get("verified_cut") or {}
+        print(
+            f"'{args.pruned}' was compensated after the cut ({manifest['compensation']}): "
+            "its weights differ from the masked original by design. The cut itself was "
+            f"verified when it was made: max rel {checked.get('max_rel', float('nan')):.3g}."
+        )
+        return 0
+    if len(plans) != 1:
+        raise SurgeonError(
+            f"'{args.pruned}' was made by {len(plans)} chained plans; "
+            "verify checks one plan against the original"
+        )
+    original = load_directory(args.original)
+    report = verify(original, load_directory(args.pruned), Plan.from_dict(plans[0]))
+    print(report)
+    return 0 if report.ok or report.inexact else 1
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="surgeon",
-        description="Capture a model as an FX graph and find what must be pruned together.",
+        description="Capture a model as an FX graph, find what must be pruned together, cut it.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser(
-        "demo", help="analyse the embedded default model (no download) and print its groups"
-    )
+    demo = commands.add_parser("demo", help="analyse, cut and verify the embedded model")
     demo.add_argument("--json", action="store_true", help="print the analysis as JSON")
     demo.set_defaults(run=_demo)
-    inspect = commands.add_parser(
-        "inspect", help="analyse a Hugging Face model directory on meta (weights not needed)"
-    )
+    inspect = commands.add_parser("inspect", help="group table of a model dir (on meta)")
     inspect.add_argument("path", help="a model directory, or its config.json")
     inspect.add_argument("--json", action="store_true", help="print the analysis as JSON")
     inspect.set_defaults(run=_inspect)
+    graph = commands.add_parser("graph", help="draw the dependency graph (.svg .png .dot .html)")
+    graph.add_argument("path", help="a model directory, or its config.json")
+    graph.add_argument("-o", "--output", required=True, help="file to write")
+    graph.add_argument("--view", choices=("modules", "groups", "ops"), default="modules")
+    graph.add_argument("--layer", type=int, default=None, help="the block to expand / draw")
+    graph.set_defaults(run=_graph)
+    prune = commands.add_parser("prune", help="score, cut, compensate, verify and save")
+    prune.add_argument("path", help="a Hugging Face model directory with weights")
+    target = prune.add_mutually_exclusive_group(required=True)
+    target.add_argument("--ratio", type=float, help="share of block parameters to remove")
+    target.add_argument("--params", type=int, help="block parameters to remove")
+    prune.add_argument("--criterion", default="taylor")
+    prune.add_argument("--calib", help="calibration text file")
+    prune.add_argument("--eval", help="text file for perplexity before and after")
+    prune.add_argument("-o", "--output", required=True, help="directory to save to")
+    prune.add_argument("--uniform", action="store_true", help="same width in every layer")
+    prune.add_argument("--allocation", default="global", choices=("global", "adaptive"))
+    prune.add_argument("--round-to", type=int, default=1)
+    prune.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
+    prune.add_argument("--compensate", choices=("refit",), default=None)
+    prune.add_argument("--samples", type=int, default=64)
+    prune.add_argument("--length", type=int, default=256)
+    prune.set_defaults(run=_prune)
+    check = commands.add_parser("verify", help="check a saved cut against its original")
+    check.add_argument("original", help="the original model directory")
+    check.add_argument("pruned", help="a directory written by surgeon.save / surgeon prune")
+    check.set_defaults(run=_verify)
     return parser
 
 
@@ -83,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except SurgeonError as error:
+    except (SurgeonError, OSError, ValueError) as error:
         print(f"surgeon {args.command}: error: {error}", file=sys.stderr)
         return 1
 

@@ -13,6 +13,7 @@ back bit for bit. Nothing is unpickled and no remote code runs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ class Provenance:
     original_config: dict[str, Any] | None
     plans: tuple[Plan, ...]
     inputs: dict[str, Any] | None = None  # shapes and dtypes of the analysis inputs
+    compensation: str | None = None  # weights refit after the last cut, on purpose
+    verified_cut: dict[str, float] | None = None  # verify of the cut before compensation
 
     @classmethod
     def of(cls, model: nn.Module) -> Provenance | None:
@@ -59,6 +62,20 @@ def record(model: nn.Module, before: Provenance, plan: Plan, inputs: tuple) -> N
     signature = before.inputs if before.inputs is not None else _signature(inputs)
     model.__dict__["_surgeon_provenance"] = Provenance(
         before.model_class, before.original_config, (*before.plans, plan), signature
+    )
+
+
+def record_compensation(model: nn.Module, compensation: str, verified_cut) -> None:
+    """Called by ``prune`` after refitting: the weights now differ from the masked
+    original by design; keep what verify said of the cut itself."""
+    provenance = Provenance.of(model)
+    checked = (
+        None
+        if verified_cut is None
+        else {"max_abs": verified_cut.max_abs, "max_rel": verified_cut.max_rel}
+    )
+    model.__dict__["_surgeon_provenance"] = dataclasses.replace(
+        provenance, compensation=compensation, verified_cut=checked
     )
 
 
@@ -108,6 +125,8 @@ def save(model: nn.Module, path: str | Path) -> Path:
         "original_config": provenance.original_config,
         "plans": [plan.to_dict() for plan in provenance.plans],
         "inputs": provenance.inputs,
+        "compensation": provenance.compensation,
+        "verified_cut": provenance.verified_cut,
         "shapes": {k: list(v.shape) for k, v in state.items()},
         "aliases": aliases,
         "plain_from_pretrained": loadable,

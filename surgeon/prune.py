@@ -12,6 +12,7 @@ from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.importance.calibration import Statistics, calibrate, token_batches
 from surgeon.analyzers.importance.criteria import CRITERIA, score_group
 from surgeon.errors import InputError
+from surgeon.persist import record_compensation
 from surgeon.plan import Plan
 from surgeon.planner import PlanOptions, make_plan
 from surgeon.rewriters import apply
@@ -119,6 +120,7 @@ def prune(
     check = verify(model, pruned, plan, analysis=analysis) if verify_result else None
     if compensate == "refit":
         refit_consumers(model, pruned, plan, analysis, stats)
+        record_compensation(pruned, "least-squares refit of consumer layers", check)
     report = PruneReport(
         _count(model),
         _count(pruned),

@@ -54,3 +54,106 @@ def test_inspect_of_a_bad_path_fails_with_a_message(tmp_path):
 def test_unknown_subcommand_is_a_usage_error():
     result = run("frobnicate")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+
+
+def small_llama(path):
+    config = hf.LlamaConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=8,
+    )
+    hf.LlamaForCausalLM(config).eval().save_pretrained(path)
+    return path
+
+
+def test_graph_writes_svg_dot_and_html(tmp_path):
+    model = small_llama(tmp_path / "model")
+    for name, extra in (("g.svg", ["--view", "groups"]), ("m.dot", []), ("r.html", [])):
+        result = run("graph", str(model), "-o", str(tmp_path / name), *extra)
+        assert result.returncode == 0, result.stderr
+    assert "</svg>" in (tmp_path / "g.svg").read_text()
+    assert "digraph" in (tmp_path / "m.dot").read_text()
+    assert "mlp@model.layers.1.mlp" in (tmp_path / "r.html").read_text()
+
+
+def test_graph_of_a_bad_path_or_view_fails_and_writes_nothing(tmp_path):
+    result = run("graph", str(tmp_path / "none"), "-o", str(tmp_path / "g.svg"))
+    assert result.returncode == 1 and "no config.json" in result.stderr
+    result = run("graph", str(tmp_path), "-o", str(tmp_path / "g.svg"), "--view", "layers")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    assert not (tmp_path / "g.svg").exists()
+
+
+def test_prune_saves_a_model_that_verifies_against_its_original(tmp_path):
+    model = small_llama(tmp_path / "model")
+    out = tmp_path / "out"
+    result = run(
+        "prune",
+        str(model),
+        "--ratio",
+        "0.3",
+        "--criterion",
+        "magnitude",
+        "--uniform",
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "parameters:" in result.stdout and "verify: ok" in result.stdout
+    assert (out / "surgeon.json").is_file() and (out / "model.safetensors").is_file()
+    check = run("verify", str(model), str(out))
+    assert check.returncode == 0 and "verify: ok" in check.stdout
+    assert hf.AutoConfig.from_pretrained(out).intermediate_size < 96  # uniform: plain config
+
+
+def test_prune_with_calibration_and_refit_on_the_trained_fixture(tmp_path):
+    out = tmp_path / "out"
+    result = run(
+        "prune",
+        str(FIXTURES / "tiny-llama"),
+        "--ratio",
+        "0.2",
+        "--criterion",
+        "wanda-sp",
+        "--calib",
+        str(FIXTURES / "text" / "calib.txt"),
+        "--samples",
+        "4",
+        "--length",
+        "64",
+        "--compensate",
+        "refit",
+        "--round-to",
+        "8",
+        "-o",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "compensation: least-squares refit" in result.stdout
+    check = run("verify", str(FIXTURES / "tiny-llama"), str(out))
+    assert check.returncode == 0 and "compensated after the cut" in check.stdout
+
+
+def test_prune_refuses_bad_arguments_without_writing(tmp_path):
+    model = small_llama(tmp_path / "model")
+    out = tmp_path / "out"
+    bad = run("prune", str(model), "--ratio", "1.5", "--criterion", "magnitude", "-o", str(out))
+    assert bad.returncode == 1 and "ratio must be a number in [0, 1)" in bad.stderr
+    unknown = run("prune", str(model), "--ratio", "0.2", "--criterion", "best", "-o", str(out))
+    assert unknown.returncode == 1 and "unknown criterion 'best'" in unknown.stderr
+    missing = run("prune", str(model), "--criterion", "magnitude", "-o", str(out))
+    assert missing.returncode == 2 and "--ratio" in missing.stderr
+    assert not out.exists()
+
+
+def test_verify_of_a_directory_without_manifest_fails(tmp_path):
+    model = small_llama(tmp_path / "model")
+    result = run("verify", str(model), str(model))
+    assert result.returncode == 1 and "no surgeon.json" in result.stderr
