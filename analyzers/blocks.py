@@ -40,12 +40,12 @@ def find_blocks(model: nn.Module, capture: Capture) -> list[Block]:
     stacks = list(_repeated_children(model))
     if not stacks:
         return []
-    by_block = _nodes_by_block(capture, {name for _, names in stacks for name in names})
+    by_block = _nodes_by_block(capture, {name for _, names in stacks for name, _ in names})
     weights = set(capture.params) | set(capture.buffers)
     return [
-        _describe(container, index, name, by_block.get(name, []), weights)
+        _describe(container, position, name, by_block.get(name, []), weights)
         for container, names in stacks
-        for index, name in enumerate(names)
+        for name, position in names
     ]
 
 
@@ -58,7 +58,14 @@ def _repeated_children(model: nn.Module) -> Iterable[tuple[str, list[str]]]:
         repeated = [(name, c) for name, c in children if _signature(c) == signature]
         if count >= 2 and any(True for _ in repeated[0][1].parameters()):
             prefix = f"{path}." if path else ""
-            yield path, [f"{prefix}{name}" for name, _ in repeated]
+            yield (
+                path,
+                [
+                    (f"{prefix}{name}", position)
+                    for position, (name, child) in enumerate(children)
+                    if _signature(child) == signature
+                ],
+            )
 
 
 def _signature(module: nn.Module) -> str:

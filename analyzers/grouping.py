@@ -75,6 +75,7 @@ class _GroupBuilder:
         self.structural = {
             leaf for leaf in beside_heads if self.has(leaf, FactKind.HEAD_DIM) and leaf not in heads
         }
+        self._freeze_uneven_splits()
         graph = nx.Graph()
         for d in self.dims:
             graph.add_nodes_from(leaf for leaf in d.leaves if self._is_unit(leaf))
@@ -87,6 +88,29 @@ class _GroupBuilder:
         ]
         groups.sort(key=lambda g: min((self.order.get(m.param, 0), m.dim) for m in g.members))
         return _unique_ids(groups)
+
+    def _freeze_uneven_splits(self) -> None:
+        """Pieces of a ``chunk``/``split(int)`` that could lose different units
+        would be re-split at the wrong boundary: freeze them."""
+        for where, pieces in self.coupling.even_splits:
+            signatures = {
+                tuple(
+                    leaf if self._is_unit(leaf) else -self.algebra.size(leaf)
+                    for leaf in self.algebra.leaves(piece)
+                )
+                for piece in pieces
+            }
+            if len(signatures) <= 1:
+                continue
+            reason = (
+                f"{where}: splits into equal pieces at run time, and its pieces "
+                "belong to different groups"
+            )
+            for piece in pieces:
+                for leaf in self.algebra.leaves(piece):
+                    if self._is_unit(leaf):
+                        self.algebra.add_fact(leaf, Fact(FactKind.FROZEN, reason))
+                        self._facts.pop(leaf, None)
 
     def _has_parameter(self, component: set[int]) -> bool:
         """Buffers (running statistics) join groups; alone (a position-id table) they
@@ -210,7 +234,10 @@ class _GroupBuilder:
             if root in names:
                 return Layout("unit", size, level=names[root])
             return Layout("fixed", size)
-        parts = [self._layout(p, names) for p in structure.parts if self.algebra.size(p) != 1]
+        concat = structure.kind is StructureKind.CONCAT
+        parts = [  # size-1 factors are no-ops, size-1 segments still take an offset
+            self._layout(p, names) for p in structure.parts if concat or self.algebra.size(p) != 1
+        ]
         if all(p.kind == "fixed" for p in parts):
             return Layout("fixed", size)
         if len(parts) == 1:

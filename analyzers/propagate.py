@@ -42,6 +42,7 @@ class Coupling:
     params: dict[str, tuple[int, ...]]  # parameters and buffers
     shapes: dict[str, tuple[int, ...]]
     buffers: set[str] = field(default_factory=set)
+    even_splits: list[tuple[str, list[int]]] = field(default_factory=list)
     unknown_ops: dict[str, list[str]] = field(default_factory=dict)  # op -> nodes
 
 
@@ -64,6 +65,7 @@ class _Propagator:
     def run(self) -> Coupling:
         for node in self.capture.graph.nodes:
             self.env[node] = getattr(self, node.op)(node)
+        self.coupling.even_splits = self.state.even_splits
         return self.coupling
 
     # -- one method per opcode, as in fx.Interpreter ---------------------------------

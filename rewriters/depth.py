@@ -22,25 +22,28 @@ _PER_LAYER_FIELDS = ("layer_types",)
 
 
 def remove_blocks(model: nn.Module, blocks: Iterable[Block], tx: Transaction) -> None:
+    """Remove ``blocks`` (their ``index`` is the position in their container).
+
+    Innermost containers go first, so the paths of outer blocks are still valid
+    when their turn comes; a block inside another removed block needs no work."""
+    blocks = list(blocks)
+    names = {b.name for b in blocks}
     by_container: dict[str, set[int]] = {}
     for block in blocks:
+        if any(block.name.startswith(other + ".") for other in names):
+            continue
         by_container.setdefault(block.container, set()).add(block.index)
-    for container_name, removed in by_container.items():
+    for container_name in sorted(by_container, key=lambda n: -n.count(".") - bool(n)):
         container = model.get_submodule(container_name)
+        removed = by_container[container_name]
+        children = [child for i, child in enumerate(container.children()) if i not in removed]
         kept = [i for i in range(len(container)) if i not in removed]
-        children = [container[i] for i in kept]
-        if isinstance(container, nn.Sequential):
-            replacement = nn.Sequential(*children)
-        else:
-            replacement = nn.ModuleList(children)
-        replacement.training = container.training  # only the container: children keep theirs
-        parent_name, _, attr = container_name.rpartition(".")
-        tx.set(model.get_submodule(parent_name), attr, replacement)
-        for new_index, block in enumerate(replacement):
-            for module in block.modules():
+        tx.set(container, "_modules", {str(i): child for i, child in enumerate(children)})
+        for new_index, child in enumerate(children):
+            for module in child.modules():
                 if isinstance(getattr(module, "layer_idx", None), int):
                     tx.set(module, "layer_idx", new_index)
-        _update_config(model, len(container), kept, tx)
+        _update_config(model, len(kept) + len(removed), kept, tx)
 
 
 def _update_config(model: nn.Module, old_count: int, kept: list[int], tx: Transaction) -> None:

@@ -50,8 +50,10 @@ def _linear(module: nn.Linear, tx: Transaction, context: dict) -> None:
 
 @register_module(nn.modules.conv._ConvNd)
 def _conv(module: nn.modules.conv._ConvNd, tx: Transaction, context: dict) -> None:
-    groups = context.get("conv_groups", {}).get(id(module), module.groups)
     first, second = module.weight.shape[:2]
+    groups = context.get("conv_groups", {}).get(id(module), module.groups)
+    if module.groups > 1 and module.groups == module.in_channels and not module.transposed:
+        groups = first // (module.out_channels // module.groups)  # depthwise stays depthwise
     if module.transposed:
         in_channels, out_channels = first, second * groups
     else:

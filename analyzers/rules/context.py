@@ -52,6 +52,7 @@ class PassState:
     env: dict[fx.Node, Any] = field(default_factory=dict)  # node -> axes
     domains: dict[fx.Node, Any] = field(default_factory=dict)  # node -> value domain
     constants: dict[fx.Node, torch.Tensor] = field(default_factory=dict)  # known values
+    even_splits: list[tuple[str, list[int]]] = field(default_factory=list)  # (where, pieces)
 
 
 class RuleContext:
@@ -162,6 +163,11 @@ class RuleContext:
     def describe(self) -> str:
         where = f" in module '{self.module}'" if self.module else ""
         return f"{self.node.target} (node '{self.node.name}'){where}"
+
+    def even_split(self, pieces: list[int]) -> None:
+        """``pieces`` come from a split whose sizes are computed from the total at
+        run time (``chunk``, ``split(int)``): they must all keep the same units."""
+        self._state.even_splits.append((self.describe(), list(pieces)))
 
     def freeze(self, atom: int, why: str) -> None:
         self.fact(atom, FactKind.FROZEN, f"{self.describe()}: {why}")

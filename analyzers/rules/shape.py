@@ -107,6 +107,7 @@ def expand(ctx: RuleContext):
             fresh = ctx.algebra.new(size)
             ctx.fact(fresh, FactKind.BROADCAST, f"expanded from 1 to {size} by {ctx.describe()}")
             out.append(fresh)
+    ctx.value_domain = ctx.domain_of(ctx.node.args[0])  # expanded indices still index it
     return tuple(out)
 
 

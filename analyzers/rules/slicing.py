@@ -74,20 +74,28 @@ def select(ctx: RuleContext):
     return axes[:dim] + axes[dim + 1 :]
 
 
-@register(aten.split.Tensor, aten.split_with_sizes.default, aten.unsafe_split.Tensor)
-def split(ctx: RuleContext):
+@register(aten.split_with_sizes.default)
+def split_with_sizes(ctx: RuleContext):
+    """Sizes written out: a cut that changes them is caught when ``apply``
+    re-captures the model, unless they are read from an attribute it updates."""
     source = ctx.node.args[0]
     dim = ctx.arg(2, "dim", 0)
     sizes = [shape[dim] for shape in ctx.out_shapes()]
     return _split_outputs(ctx, source, dim, sizes)
 
 
-@register(aten.chunk.default, aten.unsafe_chunk.default)
-def chunk(ctx: RuleContext):
+@register(
+    aten.split.Tensor, aten.unsafe_split.Tensor, aten.chunk.default, aten.unsafe_chunk.default
+)
+def even_split(ctx: RuleContext):
+    """``chunk(n)`` / ``split(size)``: boundaries are recomputed from the total
+    at run time, so the pieces must lose the same units (see ``even_split``)."""
     source = ctx.node.args[0]
     dim = ctx.arg(2, "dim", 0)
     sizes = [shape[dim] for shape in ctx.out_shapes()]
-    return _split_outputs(ctx, source, dim, sizes)
+    outputs = _split_outputs(ctx, source, dim, sizes)
+    ctx.even_split([piece[dim % len(piece)] for piece in outputs])
+    return outputs
 
 
 @register(aten.unbind.int)
@@ -124,6 +132,7 @@ def stack(ctx: RuleContext):
         ctx.unify_all(first, ctx.axes(other))
     dim = ctx.arg(1, "dim", 0) % (len(first) + 1)
     new = ctx.algebra.new(len(tensors))
+    ctx.freeze(new, f"stacks {len(tensors)} separate tensors: how many is fixed by the code")
     return (*first[:dim], new, *first[dim:])
 
 

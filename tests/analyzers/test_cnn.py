@@ -58,8 +58,15 @@ def test_small_cnn_groups_follow_residual_concat_split_and_chunk():
         ("fuse.bias", 0, "[6 | unit(6) | 6 | unit(6)]"),
         ("head.weight", 1, "[unit(6) | 6]"),
     }
+    chunk = (
+        "aten.chunk.default (node 'chunk'): splits into equal pieces at run time, and its "
+        "pieces belong to different groups"
+    )
+    # chunk(2) re-splits evenly at run time, but its halves land in different groups
     assert {g.id: g.frozen for g in analysis.frozen} == {
         "input@stem": "axis of the model input 'args[0]'",
+        "channels#4": chunk,
+        "channels#5": chunk,
         "output@head": "axis of the model output 'output'",
     }
     assert all(g.mask_equivalent for g in analysis.groups)  # BatchNorm is per channel

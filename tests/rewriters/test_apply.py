@@ -129,14 +129,28 @@ def test_cnn_channels_depthwise_and_batch_norm_statistics():
     assert surgeon.verify(model, pruned, plan, x, analysis=analysis).ok
 
 
+class LiteralSplit(nn.Module):
+    """Splits by sizes written in the code: a cut there cannot run."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.out = nn.Linear(4, 6), nn.Linear(3, 2)
+
+    def forward(self, x):
+        a, b = torch.split(self.inp(x), [3, 3], dim=-1)
+        return self.out(a * b)
+
+
 def test_a_size_written_in_code_is_caught_and_the_model_is_left_alone():
-    model, x = small_cnn(), torch.randn(2, 3, 16, 16)
+    model, x = LiteralSplit().eval(), torch.randn(2, 4)
     analysis = surgeon.analyze(model, x)
+    (group,) = analysis.prunable
+    assert str(group.members[0].layout) == "[unit(3) | unit(3)]"
     before = snapshot(model)
-    with pytest.raises(surgeon.RewriteError, match="Split sizes add up to 24.*model is unchanged"):
-        surgeon.apply(model, {"channels#4": [0, 1, 2]}, inplace=True, analysis=analysis)
+    with pytest.raises(surgeon.RewriteError, match="Split sizes add up to 6.*model is unchanged"):
+        surgeon.apply(model, {group.id: [0, 2]}, inplace=True, analysis=analysis)
     assert_unchanged(model, before)
-    assert model.fuse.out_channels == 24
+    assert model.inp.out_features == 6
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
