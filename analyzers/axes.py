@@ -57,6 +57,7 @@ class FactKind(enum.Enum):
     BROADCAST = "broadcast"  # created by expanding a size-1 axis
     STATISTIC = "statistic"  # a mean/variance is computed over it (pruning != masking)
     SELECT = "select"  # softmax/top-k/max over it: equal to masking only with -inf
+    ROUTER = "router"  # the parameter (reason) whose product gives the selected logits
     EXPERT = "expert"  # the expert axis of a fused MoE weight
     EMBEDDING = "embedding"  # the feature axis of an embedding table
 

@@ -177,6 +177,9 @@ class _GroupBuilder:
             min_units=max([f.value for f in selects if f.value] or [1]),
             head_dim=self._head_dim(members, size) if kind == GroupKind.ATTENTION else None,
             blocks=tuple(self._blocks_of(members)),
+            routers=tuple(
+                dict.fromkeys(self.canonical(f.reason) for f in facts if f.kind is FactKind.ROUTER)
+            ),
         )
 
     # -- what the group is ---------------------------------------------------------
@@ -202,6 +205,12 @@ class _GroupBuilder:
         if any(len(self.coupling.shapes[d.param]) > 2 for d in dims):
             return GroupKind.CHANNELS
         return GroupKind.MLP
+
+    def canonical(self, param: str) -> str:
+        for name, aliases in self.aliases.items():
+            if param in aliases:
+                return name
+        return param
 
     def _is_expert_weight(self, param: str) -> bool:
         axes = self.coupling.params[param]

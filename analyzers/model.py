@@ -145,6 +145,7 @@ class Group:
     min_units: int = 1
     head_dim: int | None = None
     blocks: tuple[str, ...] = field(default=())
+    routers: tuple[str, ...] = ()  # params whose products give logits a softmax/top-k selects
 
     def __post_init__(self) -> None:
         if not self.members:

@@ -55,7 +55,10 @@ class _Propagator:
         self.capture = capture
         self.algebra = AxisAlgebra()
         self.state = PassState(
-            self.algebra, frozenset(capture.params), frozenset(capture.user_inputs)
+            self.algebra,
+            frozenset(capture.params),
+            frozenset(capture.user_inputs),
+            param_names=dict(capture.params),
         )
         self.env = self.state.env
         self.domains = self.state.domains

@@ -124,7 +124,7 @@ class masked_reference:  # noqa: N801 - used as a function that returns a callab
             )
 
     def _mask(self, cut: GroupCut) -> None:
-        selects = any("-inf" in note for note in cut.group.notes)
+        routers = set(cut.group.routers)
         for member in cut.group.members:
             kept = set(member.layout.indices(cut.kept))
             removed = [i for i in range(member.shape[member.dim]) if i not in kept]
@@ -137,8 +137,8 @@ class masked_reference:  # noqa: N801 - used as a function that returns a callab
             )
             index = torch.tensor(removed, device=tensor.device)
             tensor.index_fill_(member.dim, index, 0.0)
-            if selects and member.dim == 0 and len(member.shape) == 2 and not member.buffer:
-                self._logit_masks[id(tensor)] = index
+            if member.param in routers and len(member.shape) == 2:
+                self._logit_masks[id(tensor)] = (index, member.dim)
 
     def __call__(self, *args, **kwargs):
         with _NegInfLogits(self._logit_masks):
@@ -158,18 +158,45 @@ def _pass_input_through(module, args, kwargs, output):
 
 
 class _NegInfLogits(TorchFunctionMode):
-    """Set the outputs of ``F.linear`` with a router weight to ``-inf`` for removed
-    units, so softmax and top-k see exactly the kept ones."""
+    """Set a router's logits to ``-inf`` for removed units, so softmax and top-k
+    see exactly the kept ones. A router is a 2-D weight whose unit dim becomes
+    the last axis of ``F.linear(x, W)`` (dim 0), or of ``x @ W`` (dim 1, or dim 0
+    through ``W.t()``)."""
 
-    def __init__(self, masks: dict[int, torch.Tensor]) -> None:
+    _PRODUCTS = {
+        torch.nn.functional.linear: 1,
+        torch.matmul: 1,
+        torch.Tensor.__matmul__: 1,
+        torch._C.TensorBase.matmul: 1,
+        torch.mm: 1,
+        torch._C.TensorBase.mm: 1,
+        torch.addmm: 2,
+    }
+
+    def __init__(self, masks: dict[int, tuple[torch.Tensor, int]]) -> None:
         super().__init__()
         self.masks = masks
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func is torch.nn.functional.linear and len(args) > 1 and id(args[1]) in self.masks:
-            out = out.index_fill(-1, self.masks[id(args[1])], float("-inf"))
+        position = self._PRODUCTS.get(func)
+        if position is None or len(args) <= position:
+            return out
+        weight = args[position]
+        base = getattr(weight, "_base", None)
+        for tensor, transposed in ((weight, False), (base, True)):
+            mask = self.masks.get(id(tensor)) if tensor is not None else None
+            if mask is None:
+                continue
+            index, dim = mask
+            unit_dim_last = (
+                (dim == 0)
+                if func is torch.nn.functional.linear
+                else (dim == (0 if transposed else 1))
+            )
+            if unit_dim_last:
+                return out.index_fill(-1, index, float("-inf"))
         return out
 
 

@@ -49,10 +49,15 @@ class PassState:
     algebra: AxisAlgebra
     weights: frozenset[str]  # placeholder names of parameters
     inputs: frozenset[str]  # placeholder names of the model's inputs
+    param_names: dict[str, str] = field(default_factory=dict)  # placeholder -> parameter
     env: dict[fx.Node, Any] = field(default_factory=dict)  # node -> axes
     domains: dict[fx.Node, Any] = field(default_factory=dict)  # node -> value domain
     constants: dict[fx.Node, torch.Tensor] = field(default_factory=dict)  # known values
     even_splits: list[tuple[str, list[int]]] = field(default_factory=list)  # (where, pieces)
+
+
+_PRODUCTS = {"aten.linear.default", "aten.matmul.default", "aten.mm.default", "aten.addmm.default"}
+_PASS_VALUES = LAYOUT_OPS | {"aten.mul.Tensor", "aten.div.Tensor", "aten.add.Tensor"}
 
 
 class RuleContext:
@@ -116,6 +121,22 @@ class RuleContext:
     def is_weight(self, value: Any) -> bool:
         """True if ``value`` is a parameter seen through layout-only ops."""
         return self._source(value) in self._state.weights
+
+    def producer(self, value: Any) -> str | None:
+        """The parameter whose matrix product made ``value`` (through casts,
+        reshapes and scalings): a router's weight for softmax/top-k logits."""
+        while isinstance(value, fx.Node) and value.op == "call_function":
+            target = str(value.target)
+            if target in _PRODUCTS:
+                for arg in value.args[1:3]:
+                    name = self._source(arg)
+                    if name in self._state.weights:
+                        return self._state.param_names.get(name)
+                return None
+            if target not in _PASS_VALUES:
+                return None
+            value = value.args[0]
+        return None
 
     def is_model_input(self, value: Any) -> bool:
         """True if ``value`` is one of the model's inputs seen through layout-only ops."""

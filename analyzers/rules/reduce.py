@@ -102,7 +102,14 @@ def softmax(ctx: RuleContext):
     axes = ctx.axes(x)
     dim = ctx.node.args[1] % len(axes)
     ctx.fact(axes[dim], FactKind.SELECT, f"softmax by {ctx.describe()}")
+    _note_router(ctx, x, axes[dim])
     return axes
+
+
+def _note_router(ctx: RuleContext, logits, atom: int) -> None:
+    router = ctx.producer(logits)
+    if router is not None:
+        ctx.fact(atom, FactKind.ROUTER, router)
 
 
 @register(aten.topk.default)
@@ -113,6 +120,7 @@ def topk(ctx: RuleContext):
     axes = ctx.axes(x)
     dim = ctx.arg(2, "dim", -1) % len(axes)
     ctx.fact(axes[dim], FactKind.SELECT, f"top-{k} by {ctx.describe()}", value=k)
+    _note_router(ctx, x, axes[dim])
     out = list(axes)
     out[dim] = ctx.algebra.new(k)
     ctx.value_domain = [None, axes[dim]]
