@@ -290,7 +290,9 @@ def _divisors(n: int) -> list[int]:
 def _norm(c, width: int, kinds: Sequence[str]) -> Norm:
     kind = c.pick(kinds)
     if kind == "group":
-        return Norm("group", c.pick(_divisors(width)))
+        # at least 2 channels per group: a group of one channel normalises a single
+        # value, which only amplifies rounding noise (by 1/sqrt(eps)) into the output
+        return Norm("group", c.pick([g for g in _divisors(width) if width // g >= 2] or [1]))
     return Norm(kind)
 
 
@@ -356,7 +358,7 @@ def _seq_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, in
         widths = tuple(c.int(1, 8) for _ in range(c.int(2, 3)))
         return Concat(widths, c.pick(ACTS)), sum(widths)
     if kind == "split":
-        half = c.int(1, 8)
+        half = c.int(2, 8)
         mode = c.pick(("chunk", "chunk", "split_int", "split_list", "narrow", "unbind", "glu"))
         combine = "gate" if mode == "glu" else c.pick(("gate", "mul", "add", "swap_cat"))
         return Split(half, mode, combine), (2 * half if combine == "swap_cat" else half)
@@ -401,7 +403,7 @@ def _conv_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, i
         widths = tuple(c.int(1, 8) for _ in range(c.int(2, 3)))
         return Concat(widths, c.pick(ACTS)), sum(widths)
     if kind == "split":
-        half = c.int(1, 8)
+        half = c.int(2, 8)
         mode = c.pick(("chunk", "chunk", "split_int", "split_list", "narrow", "unbind", "glu"))
         combine = "gate" if mode == "glu" else c.pick(("gate", "mul", "add", "swap_cat"))
         return Split(half, mode, combine), (2 * half if combine == "swap_cat" else half)
@@ -539,10 +541,7 @@ class MlpM(nn.Module):
         self.act = _act(spec.act)
 
     def forward(self, x):
-        if self.gate is not None:
-            h = self.act(self.gate(x)) * self.up(x)
-        else:
-            h = self.act(self.up(x))
+        h = self.act(self.gate(x)) * self.up(x) if self.gate is not None else self.act(self.up(x))
         y = self.down(h)
         return x + y if self.spec.residual else y
 
