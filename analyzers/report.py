@@ -23,14 +23,16 @@ def _modules(group, limit: int = 3) -> str:
 
 
 def summary_table(analysis: Analysis) -> str:
-    rows = [("group", "kind", "units", "params", "modules")]
+    rows = [("group", "kind", "units", "params", "FLOPs/token", "modules")]
     for group in analysis.prunable:
+        params = group.params_covered
         rows.append(
             (
                 group.id,
                 group.kind.value,
                 _units(group),
-                f"{group.params_covered:,}",
+                f"{params:,}",
+                f"{2 * params:,}",
                 _modules(group),
             )
         )

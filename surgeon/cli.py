@@ -34,7 +34,25 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"\ncut: half of every MLP, one of two KV groups per layer, {removed}")
     print(f"parameters: {before:,} -> {after:,} ({after / before:.1%})")
     print(report)
+    pictures = _demo_pictures(analysis, pruned, Path(args.output))
+    print("pictures:", ", ".join(str(p) for p in pictures))
     return 0 if report.ok else 1
+
+
+def _demo_pictures(analysis, pruned, directory: Path) -> list[Path]:
+    """The dependency graph and the HTML report of the demo cut."""
+    from surgeon import analyze
+    from surgeon.viz import GraphvizNotFound, html_report, render, to_dot
+
+    directory.mkdir(parents=True, exist_ok=True)
+    report = directory / "report.html"
+    report.write_text(html_report(analysis, analyze(pruned)), encoding="utf-8")
+    written = [report]
+    try:
+        written.append(render(to_dot(analysis), directory / "graph.svg"))
+    except GraphvizNotFound as missing:
+        print(f"note: {missing}", file=sys.stderr)
+    return written
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -50,7 +68,6 @@ def _inspect(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     print(analysis.summary())
-    print("\nFLOPs per token are about 2 x params for every group but the hidden size.")
     return 0
 
 
@@ -174,6 +191,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="analyse, cut and verify the embedded model")
     demo.add_argument("--json", action="store_true", help="print the analysis as JSON")
+    demo.add_argument(
+        "-o",
+        "--output",
+        default="surgeon-demo",
+        help="directory for graph.svg and report.html (default: surgeon-demo)",
+    )
     demo.set_defaults(run=_demo)
     inspect = commands.add_parser("inspect", help="group table of a model dir (on meta)")
     inspect.add_argument("path", help="a model directory, or its config.json")

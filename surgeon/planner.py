@@ -44,6 +44,7 @@ class PlanOptions:
     min_units: int = 1
     ignore: tuple[str, ...] = ()
     layers: int = 0
+    hf_loadable: bool = False  # uniform widths that plain from_pretrained can load
 
     def __post_init__(self) -> None:
         if (self.ratio is None) == (self.params is None) and self.layers == 0:
@@ -99,8 +100,10 @@ def make_plan(
 ) -> Plan:
     candidates = [_candidate(g, scores[g.id], options) for g in _cut_groups(analysis, options)]
     budget = _budget(analysis, options)
-    if options.allocation == "uniform":
+    if options.allocation == "uniform" or options.hf_loadable:
         counts = _uniform(candidates, budget, options)
+        if options.hf_loadable:
+            counts = _loadable_heads(candidates, counts, _hidden_size(analysis))
     else:
         counts = _global(candidates, budget, options)
     keep = {
@@ -161,6 +164,26 @@ def _uniform(candidates: Sequence[_Candidate], budget: float, options) -> dict[s
         removed = sum((c.size - counts(middle)[c.group.id]) * c.cost for c in candidates)
         low, high = (middle, high) if removed <= budget else (low, middle)
     return counts(low)
+
+
+def _hidden_size(analysis: Analysis) -> int | None:
+    hidden = analysis.by_kind(GroupKind.HIDDEN)
+    return hidden[0].size if hidden else None
+
+
+def _loadable_heads(candidates, counts: dict[str, int], hidden: int | None) -> dict[str, int]:
+    """Keep more heads where needed so the head count divides ``hidden_size``
+    (transformers' config validators refuse anything else)."""
+    if hidden is None:
+        return counts
+    fixed = {c.group.id: c for c in candidates if c.level is not None}
+    for group_id, c in fixed.items():
+        other = c.group.q_per_kv if c.level == "kv" else c.group.kv_heads
+        count = counts[group_id]
+        while count < c.size and hidden % (count * other):
+            count += 1
+        counts[group_id] = count
+    return counts
 
 
 def _global(candidates: Sequence[_Candidate], budget: float, options) -> dict[str, int]:

@@ -83,3 +83,23 @@ def test_a_plain_module_is_replayed_on_a_fresh_original(tmp_path):
 def test_loading_a_directory_without_a_manifest_is_refused(tmp_path):
     with pytest.raises(surgeon.SurgeonError, match="no surgeon.json"):
         surgeon.load(tmp_path)
+
+
+def test_the_planner_can_keep_results_loadable_by_plain_from_pretrained(tmp_path):
+    from surgeon.analyzers.importance.criteria import score_group
+
+    model = HF_MODELS["llama"]()
+    analysis = surgeon.analyze(model)
+    scores = {
+        g.id: score_group(model, g, "magnitude", None)[0]
+        for g in analysis.prunable
+        if g.kind in ("attention", "mlp")
+    }
+    options = dict(ratio=0.3, kinds=("attention", "mlp"), heads="q", allocation="uniform")
+    ragged = surgeon.make_plan(analysis, scores, surgeon.PlanOptions(**options))
+    loadable = surgeon.make_plan(analysis, scores, surgeon.PlanOptions(**options, hf_loadable=True))
+    assert {len(v) for k, v in ragged.keep.items() if "attention" in k} == {6}  # 64 % 6 != 0
+    assert not any("attention" in k for k in loadable.keep)  # 8 heads: the next divisor of 64
+    surgeon.save(surgeon.apply(model, loadable, analysis=analysis), tmp_path)
+    assert json.loads((tmp_path / "surgeon.json").read_text())["plain_from_pretrained"]
+    hf.AutoModelForCausalLM.from_pretrained(tmp_path)
