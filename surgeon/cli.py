@@ -109,6 +109,7 @@ def _prune(args: argparse.Namespace) -> int:
         "allocation": "uniform" if args.uniform else args.allocation,
         "round_to": args.round_to,
         "kinds": tuple(args.kinds),
+        "hf_loadable": args.hf_loadable,
     }
     if args.params is not None:
         options["params"] = args.params
@@ -218,6 +219,11 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--eval", help="text file for perplexity before and after")
     prune.add_argument("-o", "--output", required=True, help="directory to save to")
     prune.add_argument("--uniform", action="store_true", help="same width in every layer")
+    prune.add_argument(
+        "--hf-loadable",
+        action="store_true",
+        help="uniform widths and head counts that plain from_pretrained can load",
+    )
     prune.add_argument("--allocation", default="global", choices=("global", "adaptive"))
     prune.add_argument("--round-to", type=int, default=1)
     prune.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
