@@ -58,6 +58,7 @@ class FactKind(enum.Enum):
     STATISTIC = "statistic"  # a mean/variance is computed over it (pruning != masking)
     SELECT = "select"  # softmax/top-k/max over it: equal to masking only with -inf
     ROUTER = "router"  # the parameter (reason) whose product gives the selected logits
+    ALIGN = "align"  # kernels need widths in multiples of ``value`` elements
     EXPERT = "expert"  # the expert axis of a fused MoE weight
     EMBEDDING = "embedding"  # the feature axis of an embedding table
 

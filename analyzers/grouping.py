@@ -180,6 +180,7 @@ class _GroupBuilder:
             routers=tuple(
                 dict.fromkeys(self.canonical(f.reason) for f in facts if f.kind is FactKind.ROUTER)
             ),
+            multiple_of=max([f.value for f in facts if f.kind is FactKind.ALIGN] or [1]),
         )
 
     # -- what the group is ---------------------------------------------------------

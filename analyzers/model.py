@@ -146,6 +146,7 @@ class Group:
     head_dim: int | None = None
     blocks: tuple[str, ...] = field(default=())
     routers: tuple[str, ...] = ()  # params whose products give logits a softmax/top-k selects
+    multiple_of: int = 1  # kernels need the kept units in multiples of this
 
     def __post_init__(self) -> None:
         if not self.members:

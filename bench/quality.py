@@ -126,20 +126,35 @@ def _line(row: dict) -> str:
     )
 
 
-def table(rows: list[dict], args) -> str:
+def table(name: str, rows: list[dict], args) -> str:
     head = (
         "| model | block params removed | criterion | compensation | params kept (all) "
         "| perplexity vs dense |\n|---|---|---|---|---|---|"
     )
-    dense = {r["model"]: r["dense"] for r in rows}
-    notes = (
-        f"\nDense perplexity: {', '.join(f'{k} {v:.2f}' for k, v in dense.items())} "
-        f"(float32, {args.windows} windows of 256 tokens of valid.txt). Width cuts: "
-        f"{args.allocation} allocation over MLP channels (tiny-llama) or expert widths "
-        "(tiny-moe); depth rows remove the blocks with the least block influence, the "
-        "count that matches the ratio.\n"
+    dense = rows[0]["dense"]
+    width = "MLP channels" if name == "tiny-llama" else "expert widths"
+    return (
+        f"### {name}\n\n{head}\n" + "\n".join(_line(r) for r in rows) + "\n\n"
+        f"Dense perplexity {dense:.2f} (float32, {args.windows} windows of 256 tokens of "
+        f"valid.txt). Width rows cut {width} with {args.allocation} allocation; depth rows "
+        "remove the blocks with the least block influence, as many as match the ratio.\n"
     )
-    return head + "\n" + "\n".join(_line(r) for r in rows) + "\n" + notes
+
+
+def write(sections: dict[str, str], command: str) -> None:
+    """Replace this model's subsection of docs/benchmarks.md, keeping the others."""
+    path = ROOT / "docs" / "benchmarks.md"
+    doc = path.read_text()
+    if "## Pruning quality" not in doc:
+        doc = doc.rstrip() + "\n\n## Pruning quality\n"
+    for name, text in sections.items():
+        text = text + f"\nCommand: `{command}`\n"
+        pattern = re.compile(rf"### {re.escape(name)}\n.*?(?=\n### |\n## |\Z)", re.S)
+        if pattern.search(doc):
+            doc = pattern.sub(lambda _, text=text: text, doc)
+        else:
+            doc = doc.replace("## Pruning quality\n", "## Pruning quality\n\n" + text, 1)
+    path.write_text(doc)
 
 
 def main() -> None:
@@ -151,19 +166,14 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
-    started = time.time()
-    rows = [row for name in args.models for row in run_model(name, args)]
-    text = table(rows, args)
-    command = "python bench/quality.py " + " ".join(sys.argv[1:])
-    text += f"Command: `{command.strip()}` ({time.time() - started:.0f} s on a 2-core CPU).\n"
-    print(text)
+    sections = {}
+    for name in args.models:
+        started = time.time()
+        text = table(name, run_model(name, args), args)
+        sections[name] = text + f"\n({time.time() - started:.0f} s on a 2-core CPU.)\n"
+        print(sections[name])
     if args.write:
-        path = ROOT / "docs" / "benchmarks.md"
-        doc = path.read_text()
-        section = "## Pruning quality\n\n" + text
-        pattern = re.compile(r"## Pruning quality\n.*?(?=\n## |\Z)", re.S)
-        doc = pattern.sub(section, doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + section
-        path.write_text(doc)
+        write(sections, ("python bench/quality.py " + " ".join(sys.argv[1:])).strip())
 
 
 if __name__ == "__main__":

@@ -83,6 +83,11 @@ def _cut(group: Group, units: tuple[int, ...]) -> GroupCut:
             f"{where}: keeps {len(units)} units but at least {group.min_units} must stay "
             f"({'; '.join(group.notes) or 'the group has no units left'})"
         )
+    if group.multiple_of > 1 and len(units) % group.multiple_of and len(units) != group.size:
+        raise PlanError(
+            f"{where}: keeps {len(units)} units, but kernels reading this axis need a multiple "
+            f"of {group.multiple_of} (grouped_mm rows of 16 bytes)"
+        )
     sizes = [level.size for level in group.levels]
     digits = [_digits(u, sizes) for u in units]
     kept = {

@@ -18,6 +18,7 @@ multiples of ``round_to`` for hardware-friendly shapes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
@@ -145,7 +146,7 @@ def _floor(c: _Candidate, options: PlanOptions) -> int:
 
 
 def _rounded(c: _Candidate, count: int, options: PlanOptions) -> int:
-    step = options.round_to
+    step = math.lcm(options.round_to, c.group.multiple_of)
     count = max(count, _floor(c, options))
     return min(c.size, -(-count // step) * step)
 

@@ -25,6 +25,15 @@ def grouped_mm(ctx: RuleContext):
             ctx.freeze(atom, "only the 2-D x 3-D grouped product is understood")
         return out
     ctx.fact(w_axes[0], FactKind.EXPERT, ctx.describe())
+    # grouped_mm kernels (CPU and CUDA) need row strides of 16 bytes
+    itemsize = weight.meta["val"].dtype.itemsize
+    for atom in (w_axes[1], w_axes[2]):
+        ctx.fact(
+            atom,
+            FactKind.ALIGN,
+            f"{ctx.describe()}: rows of 16 bytes",
+            value=max(1, 16 // itemsize),
+        )
     ctx.unify(x_axes[0], out[0])
     ctx.unify(x_axes[1], w_axes[1])
     ctx.unify(out[1], w_axes[2])
