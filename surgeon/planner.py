@@ -78,7 +78,11 @@ class PlanOptions:
 
 
 def block_parameters(analysis: Analysis) -> int:
-    return sum(g.params_covered for g in analysis.prunable if g.kind != GroupKind.HIDDEN)
+    """Elements of the distinct parameters that some group other than the hidden
+    size can cut (fused experts belong to two groups and count once)."""
+    sizes = {m.param: m.numel for g in analysis.prunable if g.kind != GroupKind.HIDDEN
+             for m in g.members if not m.buffer}
+    return sum(sizes.values())
 
 
 @dataclass
