@@ -59,6 +59,7 @@ class FactKind(enum.Enum):
     SELECT = "select"  # softmax/top-k/max over it: equal to masking only with -inf
     ROUTER = "router"  # the parameter (reason) whose product gives the selected logits
     ALIGN = "align"  # kernels need widths in multiples of ``value`` elements
+    SUMMED = "summed"  # summed without a weight: zero-masking proves it only if f(0) = 0
     EXPERT = "expert"  # the expert axis of a fused MoE weight
     EMBEDDING = "embedding"  # the feature axis of an embedding table
 

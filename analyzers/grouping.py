@@ -161,6 +161,9 @@ class _GroupBuilder:
         facts = [f for leaf in component for f in self.facts(leaf)]
         statistics = [f for f in facts if f.kind is FactKind.STATISTIC]
         selects = [f for f in facts if f.kind is FactKind.SELECT]
+        summed = [f for f in facts if f.kind is FactKind.SUMMED]
+        routed = any(f.kind is FactKind.ROUTER for f in facts)
+        unprovable = summed + ([] if routed else selects)
         group_levels = tuple(level for _, level in levels)
         size = 1
         for level in group_levels:
@@ -172,8 +175,8 @@ class _GroupBuilder:
             levels=group_levels,
             members=members,
             frozen=self._frozen_reason(facts),
-            mask_equivalent=not statistics,
-            notes=tuple(_notes(statistics, selects)),
+            mask_equivalent=not statistics and not unprovable,
+            notes=tuple(_notes(statistics, selects, summed, routed)),
             min_units=max([f.value for f in selects if f.value] or [1]),
             head_dim=self._head_dim(members, size) if kind == GroupKind.ATTENTION else None,
             blocks=tuple(self._blocks_of(members)),
@@ -281,7 +284,9 @@ class _GroupBuilder:
         return found
 
 
-def _notes(statistics: list[Fact], selects: list[Fact]) -> list[str]:
+def _notes(
+    statistics: list[Fact], selects: list[Fact], summed: list[Fact], routed: bool
+) -> list[str]:
     notes = []
     if statistics:
         places = [f.module or f.reason for f in statistics]
@@ -291,7 +296,18 @@ def _notes(statistics: list[Fact], selects: list[Fact]) -> list[str]:
         )
     if selects:
         places = [f.module or f.reason for f in selects]
-        notes.append(f"softmax/top-k/max over this axis: mask with -inf ({_summarise(places)})")
+        how = (
+            "mask with -inf"
+            if routed
+            else "no weight produces its logits, so masking cannot prove a cut"
+        )
+        notes.append(f"softmax/top-k/max over this axis: {how} ({_summarise(places)})")
+    if summed:
+        places = [f.module or f.reason for f in summed]
+        notes.append(
+            "summed over without a weight: zero-masking proves a cut only where the summed "
+            f"values are zero at zero ({_summarise(places)})"
+        )
     return notes
 
 

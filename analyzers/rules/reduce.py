@@ -43,7 +43,9 @@ def _reduce(ctx: RuleContext, dims_index: int, fact: FactKind | None, keepdim_in
 
 @register(aten.sum.dim_IntList, aten.nansum.default, aten.prod.dim_int)
 def sum_(ctx: RuleContext):
-    return _reduce(ctx, 1, None, 2)
+    """Exact under masking when the summed values of removed units are zero; after a
+    nonlinearity with f(0) != 0 they are not, and no weight is left to mask."""
+    return _reduce(ctx, 1, FactKind.SUMMED, 2)
 
 
 @register(aten.sum.default)

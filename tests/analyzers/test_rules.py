@@ -82,17 +82,21 @@ def test_layer_and_rms_norms_mark_their_axis_as_not_equivalent_to_masking():
         assert "statistics" in group.notes[0]
 
 
-def test_a_reduction_by_sum_keeps_masking_equivalent():
+def test_a_sum_without_a_weight_is_flagged_as_unprovable_by_masking():
+    """After a nonlinearity with f(0) != 0, zeroed units still add f(0) to a
+    weight-free sum, so a masked reference proves nothing there."""
+
     class Pool(nn.Module):
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(6, 10)
 
         def forward(self, x):
-            return self.fc(x).sum(-1)
+            return torch.nn.functional.softplus(self.fc(x)).sum(-1)
 
-    analysis = surgeon.analyze(Pool().eval(), torch.randn(3, 6))
-    assert analysis.prunable[0].mask_equivalent and analysis.prunable[0].size == 10
+    (group,) = surgeon.analyze(Pool().eval(), torch.randn(3, 6)).prunable
+    assert group.size == 10 and not group.mask_equivalent
+    assert "summed over without a weight" in group.notes[0]
 
 
 def _attention(gqa_path: str):
