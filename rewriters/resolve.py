@@ -78,6 +78,11 @@ def _cut(group: Group, units: tuple[int, ...]) -> GroupCut:
     if len(set(units)) != len(units):
         duplicates = sorted({u for u in units if units.count(u) > 1})
         raise PlanError(f"{where}: unit indices {duplicates} are listed more than once")
+    if len(units) == 1 and group.size > 1 and group.kind != "attention" and group.min_units <= 1:
+        raise PlanError(
+            f"{where}: keeps a single unit; an axis of size 1 broadcasts silently against "
+            "any other axis, so such a cut cannot be checked: keep at least 2"
+        )
     if len(units) < group.min_units:
         raise PlanError(
             f"{where}: keeps {len(units)} units but at least {group.min_units} must stay "

@@ -80,8 +80,13 @@ class PlanOptions:
 def block_parameters(analysis: Analysis) -> int:
     """Elements of the distinct parameters that some group other than the hidden
     size can cut (fused experts belong to two groups and count once)."""
-    sizes = {m.param: m.numel for g in analysis.prunable if g.kind != GroupKind.HIDDEN
-             for m in g.members if not m.buffer}
+    sizes = {
+        m.param: m.numel
+        for g in analysis.prunable
+        if g.kind != GroupKind.HIDDEN
+        for m in g.members
+        if not m.buffer
+    }
     return sum(sizes.values())
 
 
@@ -145,7 +150,8 @@ def _candidate(group: Group, scores: torch.Tensor, options: PlanOptions) -> _Can
 
 
 def _floor(c: _Candidate, options: PlanOptions) -> int:
-    minimum = max(options.min_units, c.group.min_units if c.level is None else 1)
+    single = 1 if c.level is not None else 2  # see resolve: no single-unit axes
+    minimum = max(options.min_units, c.group.min_units, single)
     return min(c.size, minimum)
 
 

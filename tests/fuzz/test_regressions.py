@@ -199,17 +199,24 @@ def test_a_width_one_concat_branch_keeps_its_offset():
 class DepthwiseAfterConcat(nn.Module):
     def __init__(self):
         super().__init__()
-        self.a, self.b = nn.Conv1d(2, 2, 1), nn.Conv1d(2, 3, 1)
-        self.dw = nn.Conv1d(5, 5, 3, padding=1, groups=5)
-        self.out = nn.Conv1d(5, 2, 1)
+        self.a, self.b = nn.Conv1d(2, 2, 1), nn.Conv1d(2, 4, 1)
+        self.dw = nn.Conv1d(6, 6, 3, padding=1, groups=6)
+        self.out = nn.Conv1d(6, 2, 1)
 
     def forward(self, x):
         return self.out(self.dw(torch.cat([self.a(x), self.b(x)], dim=1)))
 
 
+def test_a_single_kept_unit_is_refused_because_broadcasting_would_hide_errors():
+    model = NarrowBranch().eval()
+    analysis = surgeon.analyze(model, torch.randn(3, 2))
+    with pytest.raises(surgeon.PlanError, match="keeps a single unit"):
+        surgeon.apply(model, {"mlp": [1]}, analysis=analysis)
+
+
 def test_a_depthwise_convolution_after_a_concat_stays_depthwise():
     torch.manual_seed(0)
     report, pruned, _ = cut_and_verify(
-        DepthwiseAfterConcat().eval(), torch.randn(2, 2, 5), {"channels#2": [0]}
+        DepthwiseAfterConcat().eval(), torch.randn(2, 2, 5), {"channels#2": [0, 3]}
     )
-    assert report.ok and (pruned.dw.groups, pruned.dw.in_channels) == (3, 3)
+    assert report.ok and (pruned.dw.groups, pruned.dw.in_channels) == (4, 4)
