@@ -13,7 +13,6 @@ same inputs; every output is compared.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +28,7 @@ from surgeon.analyzers.example_inputs import example_inputs, normalise_inputs
 from surgeon.plan import Plan
 from surgeon.rewriters import GroupCut, ResolvedPlan, apply, resolve
 
-__all__ = ["OutputCheck", "VerifyReport", "masked_reference", "verify"]
+__all__ = ["OutputCheck", "VerifyReport", "MaskedReference", "verify"]
 
 _TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 
@@ -92,13 +91,13 @@ def verify(
     args, kwargs = example_inputs(original) if inputs is None else normalise_inputs(inputs)
     dtype = next((p.dtype for p in original.parameters() if p.is_floating_point()), torch.float32)
     tolerance = _TOLERANCE.get(dtype, 1e-5) if tolerance is None else tolerance
-    outputs = _compare(masked_reference(original, resolved), pruned, args, kwargs, tolerance)
+    outputs = _compare(MaskedReference(original, resolved), pruned, args, kwargs, tolerance)
     inexact = {}
     for cut in resolved.cuts:
         if not cut.group.mask_equivalent:
             alone = ResolvedPlan((cut,), ())
             only = apply(original, {cut.group.id: _units(cut)}, analysis=analysis)
-            checks = _compare(masked_reference(original, alone), only, args, kwargs, tolerance)
+            checks = _compare(MaskedReference(original, alone), only, args, kwargs, tolerance)
             inexact[cut.group.id] = max(c.max_rel for c in checks)
     return VerifyReport(tuple(outputs), tolerance, inexact)
 
@@ -109,7 +108,7 @@ def _units(cut: GroupCut) -> list[int]:
     return units_of(cut.kept, cut.group)
 
 
-class masked_reference:  # noqa: N801 - used as a function that returns a callable model
+class MaskedReference:
     """A copy of ``model`` with the plan's removed units masked. Call it like the model."""
 
     def __init__(self, model: nn.Module, resolved: ResolvedPlan) -> None:
@@ -223,7 +222,6 @@ def _compare(reference, pruned, args, kwargs, tolerance) -> list[OutputCheck]:
     return checks
 
 
-@functools.singledispatch
 def _plain(output):
     """HF ModelOutputs as dicts of their set fields, so both sides flatten alike."""
     if hasattr(output, "to_tuple") and hasattr(output, "keys"):

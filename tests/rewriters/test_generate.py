@@ -7,7 +7,7 @@ import torch
 
 import surgeon
 from surgeon.rewriters import resolve
-from surgeon.verify import masked_reference
+from surgeon.verify import MaskedReference
 from tests.rewriters.plans import random_plan
 from tests.zoo import HF_MODELS
 
@@ -29,7 +29,7 @@ def test_greedy_generation_with_kv_cache_matches_the_masked_original(name, attn)
     removable = [b.name for b in analysis.blocks if b.removable]
     plan = surgeon.Plan(random_plan(analysis, seed=7), remove_blocks=tuple(removable[:1]))
     pruned = surgeon.apply(model, plan, analysis=analysis)
-    reference = masked_reference(model, resolve(plan, analysis))
+    reference = MaskedReference(model, resolve(plan, analysis))
     ids, mask = prompts()
     options = dict(attention_mask=mask, max_new_tokens=8, do_sample=False, use_cache=True)
     with torch.no_grad():
