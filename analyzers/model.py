@@ -183,9 +183,6 @@ class Group:
         seen = {m.param: m.numel for m in self.members if not m.buffer}
         return sum(seen.values())
 
-    def kept_indices(self, member: Member, kept: Mapping[str, Sequence[int]]) -> list[int]:
-        return member.layout.indices(kept)
-
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,

@@ -24,15 +24,7 @@ def assert_unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> None:
 
 
 def test_a_model_on_the_meta_device_is_analysed_like_a_real_one():
-    config = hf.LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        head_dim=8,
-    )
+    config = HF_MODELS["llama"]().config
     with torch.device("meta"):
         meta_model = hf.LlamaForCausalLM(config).eval()
     real_model = hf.LlamaForCausalLM(config).eval()

@@ -8,6 +8,8 @@ import sys
 
 import transformers as hf
 
+from tests.zoo import HF_MODELS
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -60,16 +62,7 @@ FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" 
 
 
 def small_llama(path):
-    config = hf.LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        head_dim=8,
-    )
-    hf.LlamaForCausalLM(config).eval().save_pretrained(path)
+    HF_MODELS["llama"]().save_pretrained(path)
     return path
 
 
