@@ -26,7 +26,7 @@ from surgeon.plan import Plan
 from .attributes import update_attributes
 from .depth import remove_blocks
 from .modules import fix_module
-from .resolve import ResolvedPlan, resolve
+from .resolve import ResolvedPlan, kept_indices, resolve
 from .transaction import Transaction
 
 __all__ = ["apply"]
@@ -54,7 +54,7 @@ def apply(
     resolved = resolve(plan, analysis)
     provenance = Provenance.of(model) or Provenance.start(model)
     target = model if inplace else copy.deepcopy(model)
-    slices = _slices(resolved)
+    slices = kept_indices(resolved)
     new_tensors = {name: _slice(_tensor(target, name), dims) for name, dims in slices.items()}
     tx = Transaction()
     try:
@@ -91,22 +91,6 @@ def _still_runs(model: nn.Module, analysis: Analysis) -> None:
             "A size written into the model's code (not read from an attribute) probably "
             "depends on a cut group; keep that group whole. The model is unchanged."
         ) from error
-
-
-def _slices(resolved: ResolvedPlan) -> dict[str, dict[int, list[int]]]:
-    """``param -> {dim: kept indices}`` over every cut group. A dim shared by
-    several groups (a ``cat`` of two branches) keeps what all of them keep: each
-    group's layout keeps the other groups' segments whole."""
-    slices: dict[str, dict[int, list[int]]] = {}
-    for cut in resolved.cuts:
-        for member in cut.group.members:
-            indices = member.layout.indices(cut.kept)
-            if len(indices) == member.shape[member.dim]:
-                continue
-            dims = slices.setdefault(member.param, {})
-            previous = dims.get(member.dim)
-            dims[member.dim] = indices if previous is None else sorted(set(previous) & set(indices))
-    return slices
 
 
 def _slice(tensor: torch.Tensor, dims: dict[int, list[int]]) -> torch.Tensor:

@@ -14,7 +14,7 @@ from surgeon.analyzers import Analysis, Block, Group
 from surgeon.errors import PlanError
 from surgeon.plan import Plan
 
-__all__ = ["GroupCut", "ResolvedPlan", "resolve"]
+__all__ = ["GroupCut", "ResolvedPlan", "kept_indices", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,20 @@ def _blocks(names: tuple[str, ...], analysis: Analysis) -> tuple[Block, ...]:
     if len(names) != len(set(names)):
         raise PlanError("the plan lists a block to remove more than once")
     return tuple(chosen)
+
+
+def kept_indices(resolved: ResolvedPlan) -> dict[str, dict[int, list[int]]]:
+    """``param -> {dim: kept indices}`` over every cut group (shared by ``apply`` and
+    streaming surgery, so both cut exactly the same slices). A dim shared by
+    several groups (a ``cat`` of two branches) keeps what all of them keep: each
+    group's layout keeps the other groups' segments whole."""
+    slices: dict[str, dict[int, list[int]]] = {}
+    for cut in resolved.cuts:
+        for member in cut.group.members:
+            indices = member.layout.indices(cut.kept)
+            if len(indices) == member.shape[member.dim]:
+                continue
+            dims = slices.setdefault(member.param, {})
+            previous = dims.get(member.dim)
+            dims[member.dim] = indices if previous is None else sorted(set(previous) & set(indices))
+    return slices
