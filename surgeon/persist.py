@@ -27,10 +27,11 @@ from surgeon.analyzers.names import ParameterNames
 from surgeon.errors import SurgeonError
 from surgeon.plan import Plan
 
-__all__ = ["Provenance", "load", "save"]
+__all__ = ["Provenance", "load", "save", "write_description"]
 
 MANIFEST = "surgeon.json"
 WEIGHTS = "model.safetensors"
+INDEX = "model.safetensors.index.json"
 FORMAT_VERSION = 1
 
 
@@ -112,12 +113,23 @@ def save(model: nn.Module, path: str | Path) -> Path:
     """Write ``model`` to the directory ``path``; return the path."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    provenance = Provenance.of(model) or Provenance.start(model)
     aliases = ParameterNames(model).tied
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in aliases}
     if any(t.is_meta for t in state.values()):
         raise SurgeonError("cannot save a model whose weights are on the meta device")
     save_file(state, str(path / WEIGHTS), metadata={"format": "pt"})
+    write_description(model, path, {k: list(v.shape) for k, v in state.items()}, aliases)
+    return path
+
+
+def write_description(
+    model: nn.Module, path: Path, shapes: dict[str, list[int]], aliases: dict[str, str]
+) -> bool:
+    """Write config.json (and generation_config.json) and the manifest of the cut
+    ``model`` (its weights may be on meta: streaming surgery writes them itself).
+    ``shapes`` are the saved tensors, ``aliases`` the tied names left out.
+    Returns whether plain ``from_pretrained`` loads the directory."""
+    provenance = Provenance.of(model) or Provenance.start(model)
     loadable = _write_config(model, path)
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -127,12 +139,12 @@ def save(model: nn.Module, path: str | Path) -> Path:
         "inputs": provenance.inputs,
         "compensation": provenance.compensation,
         "verified_cut": provenance.verified_cut,
-        "shapes": {k: list(v.shape) for k, v in state.items()},
+        "shapes": shapes,
         "aliases": aliases,
         "plain_from_pretrained": loadable,
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return path
+    return loadable
 
 
 def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
@@ -162,7 +174,7 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     for plan in (Plan.from_dict(p) for p in manifest["plans"]):
         analysis = analyze(model, inputs)
         model = apply(model, plan, inplace=True, check=False, analysis=analysis)
-    state = {k: _aligned(v) for k, v in load_file(str(path / WEIGHTS)).items()}
+    state = {k: _aligned(v) for k, v in _read_weights(path).items()}
     _check_shapes(model, state, manifest)
     model.load_state_dict(state, strict=False, assign=True)
     for alias, target in manifest["aliases"].items():
@@ -170,8 +182,22 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
         setattr(model.get_submodule(module_name), attr, model.get_parameter(target))
     left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
     if left:
-        raise SurgeonError(f"{path / WEIGHTS} has no values for {', '.join(left[:5])}")
+        raise SurgeonError(f"the weights in '{path}' have no values for {', '.join(left[:5])}")
     return model.eval()
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """``model.safetensors``, or the shards its index names (streaming surgery
+    writes sharded checkpoints)."""
+    if (path / WEIGHTS).is_file():
+        return load_file(str(path / WEIGHTS))
+    index = path / INDEX
+    if not index.is_file():
+        raise SurgeonError(f"'{path}' holds neither {WEIGHTS} nor {INDEX}")
+    state = {}
+    for shard in dict.fromkeys(json.loads(index.read_text())["weight_map"].values()):
+        state.update(load_file(str(path / shard)))
+    return state
 
 
 def _aligned(tensor: torch.Tensor) -> torch.Tensor:

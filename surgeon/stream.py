@@ -1,0 +1,361 @@
+"""Streaming surgery: cut a sharded safetensors checkpoint on disk, tensor by tensor.
+
+Models of 8B to 70B parameters do not fit twice (often not once) in memory, but
+nothing in a structured cut needs the whole model at once:
+
+1. the structure comes from ``config.json`` on the meta device: ``analyze``
+   finds the groups, and ``apply`` cuts the meta model, which yields the cut
+   config, every output shape and the new names of renumbered layers;
+2. the plan is given (a :class:`~surgeon.Plan` or its JSON), or made by the
+   planner from a weight-only criterion (``magnitude``, ``magnitude-l1``,
+   ``random``) that reads each member tensor from disk when it is scored;
+3. every tensor of every input shard is read in slabs of rows, sliced with
+   the same kept indices ``apply`` uses, and appended to the output shard.
+
+Peak memory is the meta analysis plus one slab (and, while scoring, one
+member tensor in float64), whatever the model's size. Output goes to a
+temporary directory next to ``out_dir`` that is renamed at the end, so a
+failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from surgeon.analyzers import Analysis, analyze
+from surgeon.analyzers.importance.criteria import CRITERIA, score_group
+from surgeon.analyzers.names import ParameterNames
+from surgeon.errors import InputError, PlanError, SurgeonError
+from surgeon.persist import INDEX, MANIFEST, WEIGHTS, write_description
+from surgeon.plan import Plan
+from surgeon.planner import PlanOptions, make_plan
+from surgeon.rewriters import apply
+from surgeon.rewriters.resolve import kept_indices, resolve
+from surgeon.shards import ShardWriter, TensorEntry, open_checkpoint, read_rows, read_tensor
+
+__all__ = ["StreamResult", "prune_checkpoint"]
+
+# Files besides the weights and config that describe the model to its users.
+_COPIED = (
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "chat_template*",
+    "preprocessor_config.json",
+    "processor_config.json",
+)
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """What :func:`prune_checkpoint` wrote."""
+
+    path: Path
+    plan: Plan
+    params_before: int
+    params_after: int
+    bytes_in: int  # tensor data read from the source checkpoint
+    bytes_out: int  # tensor data written
+    shards: int
+    plain_from_pretrained: bool
+    criterion: dict[str, str] = field(default_factory=dict)  # group -> criterion used
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase
+
+    def __str__(self) -> str:
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        return "\n".join(
+            [
+                f"parameters: {self.params_before:,} -> {self.params_after:,} "
+                f"({self.params_after / self.params_before:.1%})",
+                f"tensor data: {_size(self.bytes_in)} -> {_size(self.bytes_out)} "
+                f"in {self.shards} shard(s)",
+                f"criteria used: {', '.join(sorted(set(self.criterion.values()))) or 'none'}",
+                f"plain from_pretrained: {'yes' if self.plain_from_pretrained else 'no'}",
+                f"time: {phases}",
+            ]
+        )
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes} B"
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One output tensor: where it comes from and which indices it keeps."""
+
+    name: str
+    source: TensorEntry
+    dims: dict[int, list[int]]  # dim -> kept indices (empty: copied as is)
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count * self.source.torch_dtype.itemsize
+
+
+def prune_checkpoint(
+    src_dir: str | Path,
+    out_dir: str | Path,
+    ratio: float | None = None,
+    *,
+    plan: Plan | Mapping[str, Any] | str | Path | None = None,
+    criterion: str = "magnitude",
+    seed: int = 0,
+    progress: bool = True,
+    **plan_options: Any,
+) -> StreamResult:
+    """Cut the safetensors checkpoint in ``src_dir`` and write it to ``out_dir``.
+
+    Give ``plan`` (a :class:`~surgeon.Plan`, its dict, or the path of its JSON)
+    or ``ratio``/``params=`` with a weight-only ``criterion`` and further
+    :class:`~surgeon.PlanOptions` (``kinds``, ``allocation``, ``heads``,
+    ``round_to``, ``ignore``, ``hf_loadable``...). The output holds the cut
+    shards, ``model.safetensors.index.json``, ``config.json`` and the
+    ``surgeon.json`` manifest exactly as :func:`surgeon.save` writes them, so
+    :func:`surgeon.load` (and plain ``from_pretrained`` for uniform cuts)
+    reloads it; the tokenizer and generation config are copied.
+    """
+    from surgeon.models import load_directory, model_directory
+
+    started = time.perf_counter()
+    src = model_directory(src_dir)
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SurgeonError(f"output directory '{out}' is not empty")
+    if (src / MANIFEST).is_file():
+        raise SurgeonError(
+            f"'{src}' was written by surgeon ({MANIFEST}); streaming surgery starts from an "
+            "original Hugging Face checkpoint: cut that one with the combined plan instead"
+        )
+    entries = open_checkpoint(src)
+    model = load_directory(src, weights=False)
+    analysis = analyze(model)
+    seconds = {"analysis": time.perf_counter() - started}
+    started = time.perf_counter()
+    plan, used = _plan(
+        model, analysis, entries, ratio, plan, criterion, seed, progress, plan_options
+    )
+    seconds["scoring"] = time.perf_counter() - started
+    started = time.perf_counter()
+    jobs, before = _jobs(model, analysis, plan, entries)
+    seconds["cut on meta"] = time.perf_counter() - started
+    started = time.perf_counter()
+    temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary.mkdir()
+    try:
+        shards = _write_shards(jobs, temporary, progress)
+        shapes = {job.name: list(job.shape) for job in jobs}
+        loadable = write_description(model, temporary, shapes, ParameterNames(model).tied)
+        _copy_extras(src, temporary)
+        os.replace(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    seconds["writing"] = time.perf_counter() - started
+    return StreamResult(
+        out,
+        plan,
+        before,
+        sum(p.numel() for p in model.parameters()),
+        sum(e.nbytes for e in entries.values()),
+        sum(job.nbytes for job in jobs),
+        shards,
+        loadable,
+        used,
+        seconds,
+    )
+
+
+def _plan(
+    model: nn.Module,
+    analysis: Analysis,
+    entries: dict[str, TensorEntry],
+    ratio: float | None,
+    plan: Plan | Mapping[str, Any] | str | Path | None,
+    criterion: str,
+    seed: int,
+    progress: bool,
+    plan_options: dict[str, Any],
+) -> tuple[Plan, dict[str, str]]:
+    """The given plan, or one made from weight-only scores read from disk."""
+    if plan is not None:
+        if ratio is not None or plan_options:
+            raise InputError("give either plan=... or ratio/params and plan options, not both")
+        return _coerce_plan(plan), {}
+    unknown = set(plan_options) - PlanOptions.names()
+    if unknown:
+        raise InputError(
+            f"unknown option(s) {sorted(unknown)}; plan options are {sorted(PlanOptions.names())}"
+        )
+    options = PlanOptions(ratio=ratio, **plan_options)
+    if criterion not in CRITERIA:
+        raise InputError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
+    if CRITERIA[criterion].needs_calibration or options.layers:
+        raise InputError(
+            f"streaming surgery scores from the weights alone: criterion '{criterion}'"
+            f"{' and layers=...' if options.layers else ''} need calibration data; use "
+            "magnitude, magnitude-l1 or random, or pass a plan made elsewhere (plan=...)"
+        )
+    weights = _DiskParameters(entries, ParameterNames(model).tied)
+    generator = torch.Generator().manual_seed(seed)
+    groups = [g for g in analysis.prunable if g.kind in options.kinds]
+    scores, used = {}, {}
+    for group in tqdm(groups, desc="scoring", unit="group", disable=not progress):
+        scores[group.id], used[group.id] = score_group(weights, group, criterion, None, generator)
+    return make_plan(analysis, scores, options), used
+
+
+def _coerce_plan(plan: Plan | Mapping[str, Any] | str | Path) -> Plan:
+    if isinstance(plan, (str, Path)):
+        path = Path(plan)
+        if not path.is_file():
+            raise InputError(f"plan file '{path}' does not exist")
+        try:
+            return Plan.from_json(path.read_text())
+        except ValueError as error:
+            raise PlanError(f"{path}: not a plan ({error})") from error
+    if isinstance(plan, Mapping) and "format_version" in plan:
+        return Plan.from_dict(plan)
+    return Plan.coerce(plan)
+
+
+class _DiskParameters:
+    """Stands in for the model when a weight-only criterion asks for a parameter:
+    the tensor is read from the checkpoint then, and dropped once scored."""
+
+    def __init__(self, entries: dict[str, TensorEntry], tied: dict[str, str]) -> None:
+        self._entries = entries
+        self._names: dict[str, list[str]] = {}
+        for alias, first in tied.items():
+            self._names.setdefault(first, [first]).append(alias)
+
+    def get_parameter(self, name: str) -> torch.Tensor:
+        for candidate in self._names.get(name, [name]):
+            if candidate in self._entries:
+                return read_tensor(self._entries[candidate])
+        raise SurgeonError(f"the checkpoint has no tensor '{name}' to score")
+
+
+def _jobs(
+    model: nn.Module, analysis: Analysis, plan: Plan, entries: dict[str, TensorEntry]
+) -> tuple[list[_Job], int]:
+    """Cut the meta model in place and list every output tensor with its source.
+
+    Modules keep their identity through ``apply`` (removed layers renumber the
+    others), so each output name maps back to its checkpoint name through its
+    module. Returns the jobs and the parameter count before the cut."""
+    slices = kept_indices(resolve(plan, analysis))
+    before = sum(p.numel() for p in model.parameters())
+    original_names = set(model.state_dict()) | set(ParameterNames(model).tied)
+    modules = [m for _, m in model.named_modules(remove_duplicate=False)]  # alive past apply
+    old_paths = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    apply(model, plan, inplace=True, analysis=analysis)
+    unknown = sorted(set(entries) - original_names)
+    if unknown:
+        raise SurgeonError(
+            f"checkpoint tensors {unknown[:5]} are not parameters or buffers of the model "
+            "config.json builds; checkpoints whose names are converted at load time "
+            "(per-expert MoE weights, older layouts) cannot be streamed"
+        )
+    tied = ParameterNames(model).tied
+    new_modules = dict(model.named_modules(remove_duplicate=False))
+    jobs = []
+    for name, tensor in model.state_dict().items():
+        if name in tied:
+            continue
+        module_path, _, attr = name.rpartition(".")
+        old_module = old_paths.get(id(new_modules.get(module_path)), module_path)
+        source_name = f"{old_module}.{attr}" if old_module else attr
+        source = entries.get(source_name)
+        if source is None:
+            raise SurgeonError(
+                f"the checkpoint has no tensor '{source_name}' (needed for '{name}' of the cut "
+                "model); it does not match the model config.json builds"
+            )
+        dims = slices.get(source_name, {})
+        shape = tuple(len(dims[d]) if d in dims else size for d, size in enumerate(source.shape))
+        if shape != tuple(tensor.shape):
+            raise SurgeonError(
+                f"tensor '{source_name}' {source.shape} would be cut to {shape}, but the cut "
+                f"model expects {tuple(tensor.shape)} for '{name}'"
+            )
+        jobs.append(_Job(name, source, dims, shape))
+    del modules
+    return jobs, before
+
+
+def _write_shards(jobs: list[_Job], directory: Path, progress: bool) -> int:
+    """One output shard per input shard that still has tensors, named as
+    ``save_pretrained`` names them, and the index. Returns the shard count."""
+    by_file: dict[Path, list[_Job]] = {}
+    for job in jobs:
+        by_file.setdefault(job.source.file, []).append(job)
+    groups = list(by_file.values())
+    names = (
+        [WEIGHTS]
+        if len(groups) == 1
+        else [f"model-{i:05d}-of-{len(groups):05d}.safetensors" for i in range(1, len(groups) + 1)]
+    )
+    bar = tqdm(total=len(jobs), desc="writing", unit="tensor", disable=not progress)
+    weight_map = {}
+    for file_name, group in zip(names, groups, strict=True):
+        writer = ShardWriter(
+            directory / file_name, [(j.name, j.source.dtype, j.shape) for j in group]
+        )
+        try:
+            for job in group:
+                _write_one(writer, job)
+                weight_map[job.name] = file_name
+                bar.update()
+        except BaseException:
+            writer.close(check=False)
+            raise
+        writer.close()
+    bar.close()
+    if len(groups) > 1:
+        total = sum(job.nbytes for job in jobs)
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (directory / INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return len(groups)
+
+
+def _write_one(writer: ShardWriter, job: _Job) -> None:
+    if not job.dims:
+        writer.copy(job.source)
+        return
+    rows = job.dims.get(0)
+    for slab in read_rows(job.source, rows):
+        for dim, indices in sorted(job.dims.items()):
+            if dim > 0:
+                slab = slab.index_select(dim, torch.tensor(indices, dtype=torch.long))
+        writer.write(slab)
+
+
+def _copy_extras(src: Path, out: Path) -> None:
+    """Tokenizer and generation config, as they were (the cut does not change them)."""
+    for pattern in _COPIED:
+        for path in src.glob(pattern):
+            if path.is_file():
+                shutil.copy2(path, out / path.name)
