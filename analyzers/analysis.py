@@ -14,6 +14,7 @@ from surgeon.errors import InputError
 from .blocks import find_blocks
 from .capture import capture
 from .checks import check_devices, check_dtypes
+from .dispatched import has_accelerate_hooks, meta_skeleton, to_meta
 from .example_inputs import example_inputs, normalise_inputs
 from .grouping import form_groups
 from .model import Block, Group
@@ -54,6 +55,8 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         raise InputError(f"analyze expects a torch.nn.Module, not {type(model).__name__}")
     AnalyzeOptions.from_kwargs(options)
     check_dtypes(model)
+    if has_accelerate_hooks(model):  # dispatched by accelerate: analyse its structure
+        model, inputs = meta_skeleton(model), to_meta(inputs)
     args, kwargs = example_inputs(model) if inputs is None else normalise_inputs(inputs)
     check_devices(model, args, kwargs)
     captured = capture(model, args, kwargs)

@@ -1,0 +1,58 @@
+"""Models dispatched by accelerate (``device_map``): analyse their structure.
+
+``dispatch_model`` / ``from_pretrained(device_map=...)`` wrap module forwards
+in hooks that move activations between devices and, for offloaded modules,
+load weights from CPU or disk during each forward (between forwards those
+weights sit on the meta device). ``torch.export`` cannot trace that loading
+(it reads data pointers), and the analysis needs only shapes anyway, so a
+dispatched model is analysed through a hook-free copy of its structure on the
+meta device. The copy shares no storage with the model and costs no memory
+for weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+__all__ = ["has_accelerate_hooks", "meta_skeleton", "to_meta"]
+
+# Instance attributes accelerate adds: its hook, the wrapped forward, and the
+# warning wrappers dispatch_model puts on the root's .to/.cuda/...
+_HOOK_ATTRIBUTES = ("_hf_hook", "_old_forward", "forward")
+_ADDED_ATTRIBUTES = ("to", "cuda", "npu", "xpu", "mlu", "sdaa", "musa")
+
+
+def has_accelerate_hooks(model: nn.Module) -> bool:
+    return any("_hf_hook" in m.__dict__ for m in model.modules())
+
+
+def meta_skeleton(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every parameter and buffer on the meta device
+    and accelerate's hooks left out; parameter names and tying are kept."""
+    memo: dict[int, Any] = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        empty = torch.empty_like(tensor, device="meta")
+        if isinstance(tensor, nn.Parameter):
+            empty = nn.Parameter(empty, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = empty
+    for module in model.modules():
+        for name in (*_HOOK_ATTRIBUTES, *_ADDED_ATTRIBUTES):
+            value = module.__dict__.get(name)
+            if value is not None:
+                memo[id(value)] = None  # hooks hold the offloaded weights: never copy them
+    skeleton = copy.deepcopy(model, memo)
+    for module in skeleton.modules():
+        for name in (*_HOOK_ATTRIBUTES, *_ADDED_ATTRIBUTES):
+            module.__dict__.pop(name, None)
+    return skeleton
+
+
+def to_meta(tree: Any) -> Any:
+    """Tensors in ``tree`` as meta tensors of the same shapes and dtypes."""
+    return pytree.tree_map_only(torch.Tensor, lambda t: t.to("meta"), tree)
