@@ -2,8 +2,11 @@
 
 The budget is a fraction (``ratio``) or a count (``params``) of the
 *block parameters*: those covered by every prunable group except the hidden
-size (attention, MLP, experts, conv channels). Only groups of the chosen
-``kinds`` are cut. Allocation:
+size (attention, MLP, experts, conv channels); or a fraction
+(``flops_ratio``) or a count (``flops``) of the *block FLOPs per token* of
+those parameters, as :class:`~surgeon.prune.PruneReport` counts them
+(:func:`flop_weights`). Only groups of the chosen ``kinds`` are cut.
+Allocation:
 
 * ``uniform``: the same fraction of units in every cut group, so one HF config
   still describes the model;
@@ -23,13 +26,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import torch
+from torch import nn
 
 from surgeon.analyzers import Analysis, Group, GroupKind
+from surgeon.analyzers.importance.units import level_digits
 from surgeon.errors import InputError
 from surgeon.plan import Plan
 from surgeon.rewriters.resolve import units_of
 
-__all__ = ["PlanOptions", "block_parameters", "make_plan"]
+__all__ = [
+    "PlanOptions",
+    "block_flops",
+    "block_parameters",
+    "count_flops",
+    "flop_weights",
+    "make_plan",
+]
+
+TARGETS = ("ratio", "params", "flops_ratio", "flops")
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,10 @@ class PlanOptions:
         default=None, metadata={"help": "fraction of block params to remove"}
     )
     params: int | None = field(default=None, metadata={"help": "block params to remove"})
+    flops_ratio: float | None = field(
+        default=None, metadata={"help": "fraction of block FLOPs per token to remove"}
+    )
+    flops: int | None = field(default=None, metadata={"help": "block FLOPs per token to remove"})
     kinds: tuple[str, ...] = ("mlp", "expert_mlp")
     allocation: str = "global"
     heads: str = "kv"
@@ -48,18 +66,24 @@ class PlanOptions:
     hf_loadable: bool = False  # uniform widths that plain from_pretrained can load
 
     def __post_init__(self) -> None:
-        if (self.ratio is None) == (self.params is None) and self.layers == 0:
-            raise InputError("give exactly one of ratio=... or params=... (or layers=...)")
-        if self.ratio is not None and (
-            isinstance(self.ratio, bool)
-            or not isinstance(self.ratio, (int, float))
-            or not 0 <= self.ratio < 1
-        ):
-            raise InputError(f"ratio must be a number in [0, 1), not {self.ratio!r}")
-        if self.params is not None and (
-            isinstance(self.params, bool) or not isinstance(self.params, int) or self.params < 0
-        ):
-            raise InputError(f"params must be a non-negative int, not {self.params!r}")
+        given = [t for t in TARGETS if getattr(self, t) is not None]
+        if len(given) > 1 or (not given and self.layers == 0):
+            raise InputError(
+                "give exactly one of ratio=..., params=..., flops_ratio=... or flops=... "
+                "(or layers=...)"
+            )
+        for name in ("ratio", "flops_ratio"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1
+            ):
+                raise InputError(f"{name} must be a number in [0, 1), not {value!r}")
+        for name in ("params", "flops"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise InputError(f"{name} must be a non-negative int, not {value!r}")
         choices = {"allocation": ("uniform", "global", "adaptive"), "heads": ("kv", "q")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -90,6 +114,44 @@ def block_parameters(analysis: Analysis) -> int:
     return sum(sizes.values())
 
 
+def flop_weights(model: nn.Module) -> dict[str, float]:
+    """FLOPs per token contributed by one element of each parameter that takes
+    part in a matrix product: 2 for an ``nn.Linear`` weight (a multiply and an
+    add), ``2 * top_k / experts`` for fused 3-D expert weights (each token runs
+    ``top_k`` of them; ``num_experts_per_tok`` of the config). Attention scores,
+    norms, biases, embeddings and routers are not counted."""
+    config = getattr(model, "config", None)
+    top_k = getattr(config, "num_experts_per_tok", None)
+    weights = {}
+    for name, module in model.named_modules():
+        prefix = f"{name}." if name else ""
+        if isinstance(module, nn.Linear):
+            weights[prefix + "weight"] = 2.0
+            continue
+        for param_name, param in module.named_parameters(recurse=False):
+            if top_k and param.dim() == 3 and param.shape[0] >= top_k:
+                weights[prefix + param_name] = 2.0 * top_k / param.shape[0]
+    return weights
+
+
+def count_flops(model: nn.Module) -> int:
+    """A dense token's matrix-product FLOPs: ``sum(numel * flop_weights)``."""
+    params = dict(model.named_parameters())
+    return round(sum(params[n].numel() * w for n, w in flop_weights(model).items()))
+
+
+def block_flops(analysis: Analysis, weights: Mapping[str, float]) -> float:
+    """FLOPs per token of the parameters :func:`block_parameters` counts."""
+    sizes = {
+        m.param: m.numel * weights.get(m.param, 0.0)
+        for g in analysis.prunable
+        if g.kind != GroupKind.HIDDEN
+        for m in g.members
+        if not m.buffer
+    }
+    return sum(sizes.values())
+
+
 @dataclass
 class _Candidate:
     group: Group
@@ -107,9 +169,18 @@ def make_plan(
     scores: Mapping[str, torch.Tensor],
     options: PlanOptions,
     block_scores: Mapping[str, float] | None = None,
+    flops: Mapping[str, float] | None = None,
 ) -> Plan:
-    candidates = [_candidate(g, scores[g.id], options) for g in _cut_groups(analysis, options)]
-    budget = _budget(analysis, options)
+    """A plan removing the lowest-scored units within the budget. ``flops``
+    (:func:`flop_weights` of the model) is needed for FLOP targets."""
+    by_flops = options.flops is not None or options.flops_ratio is not None
+    if by_flops and flops is None:
+        raise InputError("planner: FLOP targets need flops=flop_weights(model)")
+    weights = flops if by_flops else None
+    candidates = [
+        _candidate(g, scores[g.id], options, weights) for g in _cut_groups(analysis, options)
+    ]
+    budget = _budget(analysis, options, weights)
     if options.allocation == "uniform" or options.hf_loadable:
         counts = _uniform(candidates, budget, options)
         if options.hf_loadable:
@@ -133,20 +204,39 @@ def _cut_groups(analysis: Analysis, options: PlanOptions) -> list[Group]:
     ]
 
 
-def _budget(analysis: Analysis, options: PlanOptions) -> float:
-    if options.params is not None:
-        return float(options.params)
+def _budget(analysis: Analysis, options: PlanOptions, weights) -> float:
+    for count in (options.params, options.flops):
+        if count is not None:
+            return float(count)
+    if options.flops_ratio is not None:
+        return options.flops_ratio * block_flops(analysis, weights)
     return (options.ratio or 0.0) * block_parameters(analysis)
 
 
-def _candidate(group: Group, scores: torch.Tensor, options: PlanOptions) -> _Candidate:
+def _unit_cost(group: Group, level: str | None, weights) -> float:
+    """Parameters (or, with ``weights``, FLOPs per token) one unit of ``level``
+    removes: members that do not index ``level`` (k/v rows when one query per
+    KV group goes) lose nothing."""
+    size = group.size if level is None else next(v.size for v in group.levels if v.name == level)
+    costs: dict[str, float] = {}  # by parameter: one counted once, like params_covered
+    for m in group.members:
+        if m.buffer or (level is not None and level not in level_digits(m.layout)):
+            continue
+        weight = 1.0 if weights is None else weights.get(m.param, 0.0)
+        costs.setdefault(m.param, m.numel / size * weight)
+    return sum(costs.values())
+
+
+def _candidate(group: Group, scores: torch.Tensor, options: PlanOptions, weights) -> _Candidate:
     if group.kind != GroupKind.ATTENTION or len(group.levels) < 2:
-        return _Candidate(group, None, scores.double(), group.params_covered / group.size)
+        cost = group.params_covered / group.size
+        if weights is not None:
+            cost = _unit_cost(group, None, weights)
+        return _Candidate(group, None, scores.double(), cost)
     grid = scores.double().view(group.kv_heads, group.q_per_kv)
     if options.heads == "kv":
-        return _Candidate(group, "kv", grid.sum(1), group.params_covered / group.kv_heads)
-    per_query = group.params_covered / group.size * group.kv_heads * 0.75  # k/v rows stay
-    return _Candidate(group, "q", grid.sum(0), per_query)
+        return _Candidate(group, "kv", grid.sum(1), _unit_cost(group, "kv", weights))
+    return _Candidate(group, "q", grid.sum(0), _unit_cost(group, "q", weights))
 
 
 def _floor(c: _Candidate, options: PlanOptions) -> int:

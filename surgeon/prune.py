@@ -14,9 +14,9 @@ from surgeon.analyzers.importance.criteria import CRITERIA, score_group
 from surgeon.errors import InputError
 from surgeon.persist import record_compensation
 from surgeon.plan import Plan
-from surgeon.planner import PlanOptions, make_plan
+from surgeon.planner import PlanOptions, count_flops, flop_weights, make_plan
 from surgeon.rewriters import apply
-from surgeon.rewriters.compensate import refit_consumers
+from surgeon.rewriters.compensate import COMPENSATIONS, compensate_consumers
 from surgeon.verify import VerifyReport, verify
 
 __all__ = ["PruneReport", "PruneResult", "prune"]
@@ -26,7 +26,7 @@ __all__ = ["PruneReport", "PruneResult", "prune"]
 class PruneReport:
     params_before: int
     params_after: int
-    flops_before: int  # per token, 2 x weights used in matrix products (attention scores excluded)
+    flops_before: int  # per token: surgeon.planner.count_flops (attention scores excluded)
     flops_after: int
     criterion: dict[str, str]  # group -> criterion actually used (fallbacks show here)
     verification: VerifyReport | None  # of the cut before compensation
@@ -66,6 +66,7 @@ def prune(
     samples: int = 64,
     length: int = 256,
     compensate: str | None = None,
+    damp: float = 0.01,
     statistics: Statistics | None = None,
     verify_result: bool = True,
     progress: bool = True,
@@ -78,8 +79,11 @@ def prune(
     list of batches; criteria that read activations or gradients need it.
     Further keyword arguments are :class:`~surgeon.planner.PlanOptions`
     (``kinds``, ``allocation``, ``heads``, ``round_to``, ``ignore``, ``layers``,
-    ``params``...). ``compensate="refit"`` refits the consumer layers by least
-    squares on the calibration activations. ``statistics`` from an earlier
+    ``params``, ``flops_ratio``...). ``compensate`` corrects the layers that read
+    a cut axis on the calibration activations: ``"bias"`` (FLAP's mean shift
+    into the bias), ``"refit"`` (least squares, ridge ``damp``) or
+    ``"refit+bias"`` (least squares with an intercept); see
+    :mod:`surgeon.rewriters.compensate`. ``statistics`` from an earlier
     :func:`~surgeon.analyzers.importance.calibration.calibrate` call is reused
     instead of calibrating again (to compare criteria on one calibration).
     """
@@ -91,8 +95,10 @@ def prune(
     options = PlanOptions(ratio=ratio, **plan_options)
     if criterion not in CRITERIA:
         raise InputError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
-    if compensate not in (None, "refit"):
-        raise InputError(f"compensate must be None or 'refit', not {compensate!r}")
+    if compensate is not None and compensate not in COMPENSATIONS:
+        raise InputError(
+            f"compensate must be None or one of {sorted(COMPENSATIONS)}, not {compensate!r}"
+        )
     analysis = analyze(model)
     stats = statistics
     if stats is None:
@@ -115,20 +121,24 @@ def prune(
             scores[group.id], used[group.id] = score_group(
                 model, group, criterion, stats, generator
             )
-    plan = make_plan(analysis, scores, options, stats.block_influence if stats else None)
+    plan = make_plan(
+        analysis, scores, options, stats.block_influence if stats else None, flop_weights(model)
+    )
     pruned = apply(model, plan, analysis=analysis)
     check = verify(model, pruned, plan, analysis=analysis) if verify_result else None
-    if compensate == "refit":
-        refit_consumers(model, pruned, plan, analysis, stats)
-        record_compensation(pruned, "least-squares refit of consumer layers", check)
+    done = None
+    if compensate:
+        layers = compensate_consumers(model, pruned, plan, analysis, stats, compensate, damp)
+        done = f"{COMPENSATIONS[compensate]} ({len(layers)} layers)"
+        record_compensation(pruned, done, check)
     report = PruneReport(
         _count(model),
         _count(pruned),
-        _flops(model),
-        _flops(pruned),
+        count_flops(model),
+        count_flops(pruned),
         used,
         check,
-        "least-squares refit of consumer layers" if compensate else None,
+        done,
     )
     return PruneResult(pruned, plan, report, scores)
 
@@ -159,7 +169,7 @@ def _calibrate(
             for m in g.members
             if m.dim == 1
         }
-        if compensate
+        if compensate and compensate.startswith("refit")
         else ()
     )
     blocks = [b.name for b in analysis.blocks if b.removable] if options.layers else ()
@@ -175,8 +185,3 @@ def _calibrate(
 
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _flops(model: nn.Module) -> int:
-    """2 x the weights of every linear layer: a dense token's matrix-product FLOPs."""
-    return 2 * sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))

@@ -13,16 +13,16 @@ import torch
 
 from ..model import Group, Layout
 
-__all__ = ["unit_scores"]
+__all__ = ["level_digits", "unit_scores"]
 
 
-def _digits(layout: Layout) -> dict[str, torch.Tensor]:
+def level_digits(layout: Layout) -> dict[str, torch.Tensor]:
     """For every level in ``layout``, the level digit of each index (-1: none)."""
     if layout.kind == "unit":
         return {layout.level: torch.arange(layout.size)}
     if layout.kind == "fixed":
         return {}
-    parts = [_digits(p) for p in layout.parts]
+    parts = [level_digits(p) for p in layout.parts]
     levels = {name for part in parts for name in part}
     if layout.kind == "concat":
         return {
@@ -55,7 +55,7 @@ def unit_scores(group: Group, member_scores: dict[tuple[str, int], torch.Tensor]
         scores = member_scores.get((member.param, member.dim))
         if scores is None:
             continue
-        digits = _digits(member.layout)
+        digits = level_digits(member.layout)
         present = [n for n in names if n in digits]
         if not present:
             continue
