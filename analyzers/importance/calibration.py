@@ -5,14 +5,22 @@ squares, sum of absolute values, token count) and, when asked, the input Gram
 matrix ``X^T X`` for least-squares refits. Hooks on repeated blocks collect how
 much each block changes the residual stream (ShortGPT's block influence). With
 ``gradients`` the calibration loss is back-propagated and gradients summed, for
-first-order Taylor scores. The model's own devices are used as they are, so a
-model dispatched across devices by accelerate (``device_map``) works unchanged.
+first-order Taylor scores.
+
+Two ways to run a model that does not fit one device:
+
+- dispatched by accelerate (``dispatch_model``, ``from_pretrained(device_map=...)``,
+  CPU or disk offload): the model runs as it is; inputs go to the execution
+  device of its input embedding, statistics accumulate where the activations
+  are and meet on CPU, and gradients of offloaded weights are caught as they
+  are computed (:mod:`.devices`);
+- ``layerwise=True``: one block at a time on ``device`` (:mod:`.layerwise`);
+  forward statistics only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,56 +30,11 @@ from tqdm.auto import tqdm
 
 from surgeon.errors import InputError
 
-__all__ = ["Statistics", "calibrate", "token_batches"]
+from .devices import input_device, offloaded_gradients
+from .layerwise import calibrate_layerwise
+from .statistics import FeatureStats, Statistics, recording
 
-
-@dataclass
-class FeatureStats:
-    """Per-input-feature statistics of one linear layer, accumulated on CPU in float64."""
-
-    count: int = 0
-    total: torch.Tensor | None = None
-    squares: torch.Tensor | None = None
-    absolute: torch.Tensor | None = None
-    gram: torch.Tensor | None = None
-
-    def add(self, x: torch.Tensor, gram: bool) -> None:
-        x = x.detach().reshape(-1, x.shape[-1]).to("cpu", torch.float64)
-        if self.total is None:
-            width = x.shape[-1]
-            self.total, self.squares, self.absolute = (
-                torch.zeros(width, dtype=torch.float64) for _ in range(3)
-            )
-            if gram:
-                self.gram = torch.zeros(width, width, dtype=torch.float64)
-        self.count += x.shape[0]
-        self.total += x.sum(0)
-        self.squares += (x * x).sum(0)
-        self.absolute += x.abs().sum(0)
-        if self.gram is not None:
-            self.gram += x.T @ x
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.total / max(self.count, 1)
-
-    @property
-    def variance(self) -> torch.Tensor:
-        return (self.squares / max(self.count, 1) - self.mean**2).clamp_min(0)
-
-    @property
-    def norm(self) -> torch.Tensor:
-        """The L2 norm of each feature over all calibration tokens."""
-        return self.squares.sqrt()
-
-
-@dataclass
-class Statistics:
-    inputs: dict[str, FeatureStats] = field(default_factory=dict)  # Linear module -> stats
-    gradients: dict[str, torch.Tensor] = field(default_factory=dict)  # param -> summed grad
-    block_influence: dict[str, float] = field(default_factory=dict)  # block -> 1 - mean cos
-    block_calls: dict[str, int] = field(default_factory=dict)
-    samples: int = 0
+__all__ = ["FeatureStats", "Statistics", "calibrate", "token_batches"]
 
 
 def token_batches(
@@ -109,60 +72,75 @@ def calibrate(
     gram_for: Iterable[str] = (),
     blocks: Iterable[str] = (),
     progress: bool = True,
+    layerwise: bool = False,
+    device: str | torch.device | None = None,
+    stack: Sequence[str] = (),
 ) -> Statistics:
     """Run ``batches`` of token ids through ``model`` and collect statistics.
-    ``gram_for`` names Linear modules whose input Gram matrix is wanted."""
+
+    ``gram_for`` names Linear modules whose input Gram matrix is wanted;
+    ``blocks`` names blocks whose influence is wanted. ``layerwise`` runs one
+    block of the stack at a time on ``device`` (default: the model's device)
+    for models larger than it; ``stack`` names the candidate blocks (an
+    analysis's ``blocks``; default: the longest list of repeated layers).
+    """
+    model_device = input_device(model)
+    device = _concrete(device) if device is not None else model_device
     stats = Statistics()
-    gram_for = set(gram_for)
-    handles = []
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            feature = stats.inputs.setdefault(name, FeatureStats())
-            handles.append(module.register_forward_pre_hook(_input_hook(feature, name in gram_for)))
-    for name in blocks:
-        handles.append(
-            model.get_submodule(name).register_forward_hook(
-                _influence_hook(stats, name), with_kwargs=True
-            )
+    if layerwise:
+        _check_layerwise(model, gradients)
+        return calibrate_layerwise(
+            model,
+            batches,
+            stats,
+            device=device,
+            stack=stack,
+            gram_for=gram_for,
+            blocks=blocks,
+            progress=progress,
+        ).finish()
+    if device != model_device:
+        raise InputError(
+            f"calibrate(device='{device}') applies to layerwise=True; the whole model runs where "
+            f"it is ({model_device}): move it with model.to(...), dispatch it with "
+            "device_map=..., or pass layerwise=True"
         )
-    params = dict(model.named_parameters())
-    try:
+    modules = dict(model.named_modules())
+    with recording(stats, modules, gram_for, blocks), offloaded_gradients(model, stats.gradients):
         for batch in tqdm(batches, desc="calibrating", disable=not progress, leave=False):
-            device = next(iter(params.values())).device
             ids = batch.to(device)
             with torch.set_grad_enabled(gradients):
                 out = model(input_ids=ids, labels=ids if gradients else None, use_cache=False)
             if gradients:
                 out.loss.backward()
             stats.samples += ids.shape[0]
-    finally:
-        for handle in handles:
-            handle.remove()
     if gradients:
-        for name, param in params.items():
+        for name, param in model.named_parameters():
             if param.grad is not None:
                 stats.gradients[name] = param.grad.detach().to("cpu", torch.float64)
                 param.grad = None
-    for name in list(stats.block_influence):
-        stats.block_influence[name] /= max(stats.block_calls.get(name, 1), 1)
-    return stats
+    return stats.finish()
 
 
-def _input_hook(feature: FeatureStats, gram: bool):
-    def hook(module, args):
-        feature.add(args[0], gram)
-
-    return hook
+def _concrete(device: str | torch.device) -> torch.device:
+    """``cuda`` as ``cuda:0`` (the current one), so devices compare equal."""
+    return torch.empty(0, device=device).device
 
 
-def _influence_hook(stats: Statistics, name: str):
-    def hook(module, args, kwargs, output):
-        hidden_in = args[0] if args else kwargs["hidden_states"]
-        hidden_out = output if isinstance(output, torch.Tensor) else output[0]
-        cos = torch.nn.functional.cosine_similarity(
-            hidden_in.detach().float(), hidden_out.detach().float(), dim=-1
+def _check_layerwise(model: nn.Module, gradients: bool) -> None:
+    if gradients:
+        from .criteria import CRITERIA  # criteria imports this module
+
+        needing = ", ".join(sorted(c.name for c in CRITERIA.values() if c.needs_gradients))
+        raise InputError(
+            "layerwise calibration runs one block at a time without the loss, so it cannot "
+            f"collect gradients, which criterion {needing} needs: use a forward-only criterion "
+            "(flap, wanda-sp, activation) or calibrate the whole model (layerwise=False, spread "
+            "over devices with device_map=... if it does not fit one)"
         )
-        stats.block_influence[name] = stats.block_influence.get(name, 0.0) + float((1 - cos).mean())
-        stats.block_calls[name] = stats.block_calls.get(name, 0) + 1
-
-    return hook
+    if any("_hf_hook" in m.__dict__ for m in model.modules()):
+        raise InputError(
+            f"{type(model).__name__} is dispatched by accelerate (device_map), which already "
+            "places its blocks: calibrate it with layerwise=False, or load it without "
+            "device_map to calibrate it layerwise"
+        )
