@@ -13,6 +13,7 @@ from surgeon.plan import Plan
 from surgeon.planner import PlanOptions, make_plan
 from surgeon.prune import PruneResult, prune
 from surgeon.rewriters import apply
+from surgeon.stream import StreamResult, prune_checkpoint
 from surgeon.verify import VerifyReport, verify
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "PruneResult",
     "PlanError",
     "RewriteError",
+    "StreamResult",
     "SurgeonError",
     "VerifyReport",
     "analyze",
@@ -37,6 +39,7 @@ __all__ = [
     "load",
     "make_plan",
     "prune",
+    "prune_checkpoint",
     "save",
     "verify",
 ]

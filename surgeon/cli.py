@@ -1,4 +1,4 @@
-"""The ``surgeon`` command: demo, inspect, graph, prune, verify."""
+"""The ``surgeon`` command: demo, inspect, graph, prune, prune-checkpoint, verify."""
 
 from __future__ import annotations
 
@@ -141,6 +141,42 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prune_checkpoint(args: argparse.Namespace) -> int:
+    """Cut a safetensors checkpoint on disk, tensor by tensor (bounded memory)."""
+    from surgeon.stream import prune_checkpoint
+
+    if args.plan is not None:
+        given = [o for o in ("ratio", "params") if getattr(args, o) is not None]
+        if given:
+            raise SurgeonError(f"--plan replaces --{given[0]}: give one of them")
+        result = prune_checkpoint(args.path, args.output, plan=args.plan, progress=args.progress)
+    else:
+        if args.ratio is None and args.params is None:
+            raise SurgeonError("give --ratio, --params or --plan")
+        options = {
+            "allocation": "uniform" if args.uniform else args.allocation,
+            "round_to": args.round_to,
+            "kinds": tuple(args.kinds),
+            "heads": args.heads,
+            "ignore": tuple(args.ignore),
+            "hf_loadable": args.hf_loadable,
+        }
+        if args.params is not None:
+            options["params"] = args.params
+        result = prune_checkpoint(
+            args.path,
+            args.output,
+            args.ratio,
+            criterion=args.criterion,
+            seed=args.seed,
+            progress=args.progress,
+            **options,
+        )
+    print(result)
+    print(f"saved to {result.path}")
+    return 0
+
+
 def _perplexity(model, tokenizer, path: str, length: int) -> float:
     import math
 
@@ -231,6 +267,37 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--samples", type=int, default=64)
     prune.add_argument("--length", type=int, default=256)
     prune.set_defaults(run=_prune)
+    stream = commands.add_parser(
+        "prune-checkpoint",
+        help="cut a sharded safetensors checkpoint on disk, tensor by tensor (bounded memory)",
+    )
+    stream.add_argument("path", help="a Hugging Face model directory with safetensors weights")
+    stream.add_argument("-o", "--output", required=True, help="directory to write (new or empty)")
+    stream.add_argument("--plan", help="a plan JSON file (Plan.to_json) instead of scoring")
+    stream.add_argument("--ratio", type=float, help="share of block parameters to remove")
+    stream.add_argument("--params", type=int, help="block parameters to remove")
+    stream.add_argument(
+        "--criterion",
+        default="magnitude",
+        choices=("magnitude", "magnitude-l1", "random"),
+        help="weight-only scores (default: magnitude)",
+    )
+    stream.add_argument("--uniform", action="store_true", help="same width in every layer")
+    stream.add_argument(
+        "--hf-loadable",
+        action="store_true",
+        help="uniform widths and head counts that plain from_pretrained can load",
+    )
+    stream.add_argument("--allocation", default="global", choices=("global", "adaptive"))
+    stream.add_argument("--round-to", type=int, default=1)
+    stream.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
+    stream.add_argument("--heads", choices=("kv", "q"), default="kv")
+    stream.add_argument("--ignore", nargs="+", default=[], help="group ids or module prefixes")
+    stream.add_argument("--seed", type=int, default=0, help="for --criterion random")
+    stream.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars"
+    )
+    stream.set_defaults(run=_prune_checkpoint)
     check = commands.add_parser("verify", help="check a saved cut against its original")
     check.add_argument("original", help="the original model directory")
     check.add_argument("pruned", help="a directory written by surgeon.save / surgeon prune")

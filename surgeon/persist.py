@@ -222,7 +222,12 @@ def _skeleton(manifest: dict) -> nn.Module:
     config_class = model_class.config_class
     config = config_class.from_dict(config_dict)
     with init_empty_weights(include_buffers=False):
-        return model_class(config).eval()
+        model = model_class(config).eval()
+    # init_empty_weights re-creates every parameter it registers, which unties
+    # tied embeddings; the analysis the plans were made on saw them tied.
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+    return model
 
 
 def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], manifest: dict) -> None:

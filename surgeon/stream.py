@@ -148,14 +148,19 @@ def prune_checkpoint(
             f"'{src}' was written by surgeon ({MANIFEST}); streaming surgery starts from an "
             "original Hugging Face checkpoint: cut that one with the combined plan instead"
         )
+    given = _given_plan(plan, ratio, plan_options)
+    options = None if given is not None else _options(ratio, criterion, plan_options)
     entries = open_checkpoint(src)
     model = load_directory(src, weights=False)
     analysis = analyze(model)
     seconds = {"analysis": time.perf_counter() - started}
     started = time.perf_counter()
-    plan, used = _plan(
-        model, analysis, entries, ratio, plan, criterion, seed, progress, plan_options
-    )
+    used: dict[str, str] = {}
+    if given is None:
+        weights = _DiskParameters(entries, ParameterNames(model).tied)
+        plan, used = _plan(analysis, weights, options, criterion, seed, progress)
+    else:
+        plan = given
     seconds["scoring"] = time.perf_counter() - started
     started = time.perf_counter()
     jobs, before = _jobs(model, analysis, plan, entries)
@@ -188,22 +193,20 @@ def prune_checkpoint(
     )
 
 
-def _plan(
-    model: nn.Module,
-    analysis: Analysis,
-    entries: dict[str, TensorEntry],
-    ratio: float | None,
+def _given_plan(
     plan: Plan | Mapping[str, Any] | str | Path | None,
-    criterion: str,
-    seed: int,
-    progress: bool,
+    ratio: float | None,
     plan_options: dict[str, Any],
-) -> tuple[Plan, dict[str, str]]:
-    """The given plan, or one made from weight-only scores read from disk."""
-    if plan is not None:
-        if ratio is not None or plan_options:
-            raise InputError("give either plan=... or ratio/params and plan options, not both")
-        return _coerce_plan(plan), {}
+) -> Plan | None:
+    if plan is None:
+        return None
+    if ratio is not None or plan_options:
+        raise InputError("give either plan=... or ratio/params and plan options, not both")
+    return _coerce_plan(plan)
+
+
+def _options(ratio: float | None, criterion: str, plan_options: dict[str, Any]) -> PlanOptions:
+    """Checked before anything is read: streaming can only use weight-only criteria."""
     unknown = set(plan_options) - PlanOptions.names()
     if unknown:
         raise InputError(
@@ -218,7 +221,19 @@ def _plan(
             f"{' and layers=...' if options.layers else ''} need calibration data; use "
             "magnitude, magnitude-l1 or random, or pass a plan made elsewhere (plan=...)"
         )
-    weights = _DiskParameters(entries, ParameterNames(model).tied)
+    return options
+
+
+def _plan(
+    analysis: Analysis,
+    weights: _DiskParameters,
+    options: PlanOptions,
+    criterion: str,
+    seed: int,
+    progress: bool,
+) -> tuple[Plan, dict[str, str]]:
+    """Scores of every group to cut, from tensors read off disk one at a time, as
+    ``surgeon.prune`` scores them in memory; then the planner."""
     generator = torch.Generator().manual_seed(seed)
     groups = [g for g in analysis.prunable if g.kind in options.kinds]
     scores, used = {}, {}

@@ -1,0 +1,143 @@
+"""Streaming surgery: a checkpoint cut on disk equals the in-memory cut, bit for bit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import transformers as hf
+from safetensors import safe_open
+
+import surgeon
+import surgeon.shards
+import surgeon.stream
+from surgeon.rewriters.resolve import units_of
+from tests.zoo import DECODER, HF_MODELS, _build
+
+
+def checkpoint(tmp_path, tied: bool = False, dtype=torch.float32):
+    """A small GQA Llama saved in several shards; with ``tied`` the embeddings are
+    tied as in Llama-3.2-3B."""
+    model = (
+        _build(hf.LlamaForCausalLM, hf.LlamaConfig, **DECODER, head_dim=8, tie_word_embeddings=True)
+        if tied
+        else HF_MODELS["llama"]()
+    )
+    source = tmp_path / "source"
+    model.to(dtype).save_pretrained(source, max_shard_size="60KB")
+    assert len(list(source.glob("*.safetensors"))) > 2
+    return source
+
+
+def tensors(directory) -> dict[str, torch.Tensor]:
+    out = {}
+    for file in directory.glob("*.safetensors"):
+        with safe_open(file, "pt") as f:
+            out.update({k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118
+    return out
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def assert_same_checkpoint(streamed, in_memory):
+    a, b = tensors(streamed), tensors(in_memory)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), name
+    for file in ("surgeon.json", "config.json"):
+        assert json.loads((streamed / file).read_text()) == json.loads(
+            (in_memory / file).read_text()
+        )
+
+
+def mlp_and_kv_plan(analysis, remove_block: bool):
+    attention = analysis.group("attention@model.layers.1.self_attn")
+    return surgeon.Plan.for_analysis(
+        analysis,
+        {
+            "mlp@model.layers.0.mlp": list(range(0, 96, 2)),
+            "mlp@model.layers.1.mlp": [*range(10, 40), *range(60, 92)],
+            attention.id: units_of({"kv": (1,), "q": (0, 1, 2, 3)}, attention),
+        },
+        remove_blocks=("model.layers.0",) if remove_block else (),
+    )
+
+
+@pytest.mark.parametrize(
+    "tied, dtype, remove_block",
+    [(False, torch.float32, False), (True, torch.bfloat16, True)],
+    ids=["fp32", "tied-bf16-layer-removed"],
+)
+def test_a_streamed_cut_equals_the_in_memory_cut_bit_for_bit(
+    tmp_path, monkeypatch, tied, dtype, remove_block
+):
+    monkeypatch.setattr(surgeon.shards, "CHUNK_BYTES", 1000)  # many slabs per tensor
+    source = checkpoint(tmp_path, tied, dtype)
+    model = hf.AutoModelForCausalLM.from_pretrained(source, dtype=dtype).eval()
+    analysis = surgeon.analyze(model)
+    plan = mlp_and_kv_plan(analysis, remove_block)
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    surgeon.save(pruned, tmp_path / "in_memory")
+
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan.to_json())
+    result = surgeon.prune_checkpoint(source, tmp_path / "streamed", plan=plan_file, progress=False)
+
+    streamed = tmp_path / "streamed"
+    assert result.plan == plan and result.shards > 1
+    assert (streamed / "model.safetensors.index.json").is_file()
+    assert_same_checkpoint(streamed, tmp_path / "in_memory")
+    loaded = surgeon.load(streamed)
+    ids = torch.randint(0, 128, (2, 6))
+    assert torch.equal(logits(loaded, ids), logits(pruned, ids))
+
+
+def test_ratio_with_magnitude_makes_the_plan_prune_makes_and_reloads_plainly(tmp_path):
+    source = checkpoint(tmp_path)
+    options = dict(criterion="magnitude", kinds=("mlp", "attention"), allocation="uniform")
+    result = surgeon.prune_checkpoint(source, tmp_path / "streamed", 0.3, progress=False, **options)
+
+    model = hf.AutoModelForCausalLM.from_pretrained(source).eval()
+    expected = surgeon.prune(model, 0.3, verify_result=False, progress=False, **options)
+    assert result.plan == expected.plan and result.plan.keep
+    assert set(result.criterion.values()) == {"magnitude"}
+    surgeon.save(expected.model, tmp_path / "in_memory")
+    assert_same_checkpoint(tmp_path / "streamed", tmp_path / "in_memory")
+    assert result.plain_from_pretrained
+    plain = hf.AutoModelForCausalLM.from_pretrained(tmp_path / "streamed").eval()
+    ids = torch.randint(0, 128, (2, 6))
+    assert torch.equal(logits(plain, ids), logits(expected.model, ids))
+
+
+def test_a_plan_for_another_model_is_refused_and_nothing_is_written(tmp_path):
+    source = checkpoint(tmp_path)
+    wider = _build(hf.LlamaForCausalLM, hf.LlamaConfig, **{**DECODER, "intermediate_size": 128})
+    plan = surgeon.Plan.for_analysis(
+        surgeon.analyze(wider), {"mlp@model.layers.0.mlp": list(range(64))}
+    )
+    with pytest.raises(surgeon.PlanError, match="made for another model"):
+        surgeon.prune_checkpoint(source, tmp_path / "out", plan=plan, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+
+
+def test_a_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
+    source = checkpoint(tmp_path)
+
+    def broken(writer, job):
+        raise OSError(f"disk full while writing {job.name}")
+
+    monkeypatch.setattr(surgeon.stream, "_write_one", broken)
+    with pytest.raises(OSError, match="disk full"):
+        surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, criterion="random", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+
+
+def test_criteria_that_need_calibration_are_refused(tmp_path):
+    source = checkpoint(tmp_path)
+    with pytest.raises(surgeon.InputError, match="need calibration data"):
+        surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, criterion="taylor")
+    assert not (tmp_path / "out").exists()
