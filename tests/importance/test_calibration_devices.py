@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 from accelerate import dispatch_model
 
 import surgeon
@@ -70,9 +71,14 @@ def test_the_split_offloads_weights_behind_accelerate_hooks(models):
     assert input_device(dispatched) == torch.device("cpu")
 
 
-def test_analyze_sees_through_accelerate_hooks(models):
-    plain, dispatched = models
-    assert surgeon.analyze(dispatched).to_json() == surgeon.analyze(plain).to_json()
+@pytest.fixture(scope="module")
+def analysis(models):
+    return surgeon.analyze(models[0])
+
+
+def test_analyze_sees_through_accelerate_hooks(models, analysis):
+    _, dispatched = models
+    assert surgeon.analyze(dispatched).to_json() == analysis.to_json()
     assert hasattr(dispatched.model.layers[1].mlp.down_proj, "_hf_hook")  # left as it was
     assert dispatched.model.layers[1].mlp.down_proj.weight.device.type == "meta"
 
@@ -105,10 +111,9 @@ def test_gradients_of_offloaded_weights_are_caught(statistics):
 
 
 @pytest.mark.parametrize("criterion", ["flap", "wanda-sp", "activation", "taylor"])
-def test_dispatched_unit_scores_match_one_device(models, statistics, criterion):
+def test_dispatched_unit_scores_match_one_device(models, statistics, analysis, criterion):
     plain, dispatched = models
     plain_stats, dispatched_stats = statistics
-    analysis = surgeon.analyze(plain)
     with onloaded(dispatched):  # criteria read weights; offloaded ones are on meta
         for group in analysis.prunable:
             got, used = score_group(dispatched, group, criterion, dispatched_stats)
@@ -116,6 +121,19 @@ def test_dispatched_unit_scores_match_one_device(models, statistics, criterion):
             assert used == ref_used
             assert relative(got, ref) <= 1e-5, group.id
     assert dispatched.model.layers[1].mlp.down_proj.weight.device.type == "meta"  # unloaded
+
+
+def test_from_pretrained_with_a_device_map_calibrates_like_one_device(models, tmp_path):
+    plain, _ = models
+    plain.save_pretrained(tmp_path / "model")
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(
+        tmp_path / "model", device_map=DEVICE_MAP, offload_folder=str(tmp_path / "offload")
+    )
+    assert loaded.model.layers[1].mlp.down_proj.weight.device.type == "meta"
+    ref = calibrate(plain, batches(), progress=False)
+    got = calibrate(loaded, batches(), progress=False)
+    for name, feature in ref.inputs.items():
+        assert relative(got.inputs[name].squares, feature.squares) <= 1e-5, name
 
 
 def test_calibrating_on_another_device_than_the_model_is_refused_outside_layerwise(models):
