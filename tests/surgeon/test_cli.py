@@ -150,3 +150,40 @@ def test_verify_of_a_directory_without_manifest_fails(tmp_path):
     model = small_llama(tmp_path / "model")
     result = run("verify", str(model), str(model))
     assert result.returncode == 1 and "no surgeon.json" in result.stderr
+
+
+def test_prune_checkpoint_streams_a_sharded_checkpoint_that_verifies(tmp_path):
+    model = tmp_path / "model"
+    HF_MODELS["llama"]().save_pretrained(model, max_shard_size="60KB")
+    out = tmp_path / "out"
+    result = run(
+        "prune-checkpoint", str(model), "--ratio", "0.2", "--round-to", "8", "-o", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "criteria used: magnitude" in result.stdout and "saved to" in result.stdout
+    assert (out / "model.safetensors.index.json").is_file() and (out / "surgeon.json").is_file()
+    check = run("verify", str(model), str(out))
+    assert check.returncode == 0 and "verify: ok" in check.stdout
+
+
+def test_prune_checkpoint_with_a_plan_for_another_model_fails_and_writes_nothing(tmp_path):
+    model = small_llama(tmp_path / "model")
+    plan = tmp_path / "plan.json"
+    plan.write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "keep": {"mlp@model.layers.0.mlp": list(range(64))},
+                "remove_blocks": [],
+                "sizes": {"mlp@model.layers.0.mlp": 128},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    result = run("prune-checkpoint", str(model), "--plan", str(plan), "-o", str(out))
+    assert result.returncode == 1 and "made for another model" in result.stderr
+    calibrated = run(
+        "prune-checkpoint", str(model), "--ratio", "0.2", "--criterion", "taylor", "-o", str(out)
+    )
+    assert calibrated.returncode == 2 and "invalid choice" in calibrated.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "plan.json"]
