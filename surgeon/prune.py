@@ -71,6 +71,8 @@ def prune(
     verify_result: bool = True,
     progress: bool = True,
     seed: int = 0,
+    layerwise: bool = False,
+    device: str | torch.device | None = None,
     **plan_options: Any,
 ) -> PruneResult:
     """Prune ``model`` by ``ratio`` of its block parameters with ``criterion``.
@@ -86,6 +88,9 @@ def prune(
     :mod:`surgeon.rewriters.compensate`. ``statistics`` from an earlier
     :func:`~surgeon.analyzers.importance.calibration.calibrate` call is reused
     instead of calibrating again (to compare criteria on one calibration).
+    ``layerwise=True`` calibrates one block at a time on ``device`` (default:
+    the model's device), for models larger than it (forward-only criteria);
+    a model dispatched by accelerate (``device_map``) is calibrated as it is.
     """
     unknown = set(plan_options) - PlanOptions.names()
     if unknown:
@@ -113,6 +118,8 @@ def prune(
             options,
             compensate,
             progress,
+            layerwise,
+            device,
         )
     generator = torch.Generator().manual_seed(seed)
     scores, used = {}, {}
@@ -154,6 +161,8 @@ def _calibrate(
     options: PlanOptions,
     compensate,
     progress,
+    layerwise=False,
+    device=None,
 ) -> Statistics | None:
     spec = CRITERIA[criterion]
     if not (spec.needs_calibration or options.layers or compensate):
@@ -180,6 +189,9 @@ def _calibrate(
         gram_for=consumers,
         blocks=blocks,
         progress=progress,
+        layerwise=layerwise,
+        device=device,
+        stack=[b.name for b in analysis.blocks],
     )
 
 
