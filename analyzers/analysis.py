@@ -74,6 +74,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         unknown_ops={op: tuple(nodes) for op, nodes in coupling.unknown_ops.items()},
         capture_method=captured.method,
         node_count=sum(1 for _ in captured.graph.nodes),
+        pinned_outputs=tuple(coupling.pinned_outputs),
     )
 
 
@@ -88,6 +89,10 @@ class Analysis:
     capture_method: str
     node_count: int
     inputs: tuple[tuple, dict[str, Any]] = field(default=((), {}), repr=False, compare=False)
+    # (leaf index, label, shape) of outputs no cut may change (their axes are pinned)
+    pinned_outputs: tuple[tuple[int, str, tuple[int, ...]], ...] = field(
+        default=(), repr=False, compare=False
+    )
 
     @property
     def frozen(self) -> tuple[Group, ...]:

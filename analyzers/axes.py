@@ -62,6 +62,7 @@ class FactKind(enum.Enum):
     SUMMED = "summed"  # summed without a weight: zero-masking proves it only if f(0) = 0
     EXPERT = "expert"  # the expert axis of a fused MoE weight
     EMBEDDING = "embedding"  # the feature axis of an embedding table
+    WRITTEN = "written"  # its size is written into a reshape beside a -1 that absorbs any cut
 
 
 @dataclass(frozen=True)

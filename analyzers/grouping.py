@@ -184,7 +184,19 @@ class _GroupBuilder:
                 dict.fromkeys(self.canonical(f.reason) for f in facts if f.kind is FactKind.ROUTER)
             ),
             multiple_of=max([f.value for f in facts if f.kind is FactKind.ALIGN] or [1]),
+            whole_levels=self._whole_levels(levels) if kind != GroupKind.ATTENTION else (),
         )
+
+    def _whole_levels(self, levels) -> tuple[tuple[str, str], ...]:
+        """(level, why) for levels whose size is written into the code beside a -1.
+        Not for attention: its head counts are read from attributes (``num_heads``,
+        Falcon's ``num_heads // num_kv_heads + 2``) that apply updates."""
+        found = []
+        for leaf, level in levels:
+            reasons = [f.reason for f in self.facts(leaf) if f.kind is FactKind.WRITTEN]
+            if reasons:
+                found.append((level.name, _summarise(reasons)))
+        return tuple(found)
 
     # -- what the group is ---------------------------------------------------------
     def _kind(self, component: set[int], dims: list[_Dim]) -> GroupKind:

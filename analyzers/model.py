@@ -147,6 +147,8 @@ class Group:
     blocks: tuple[str, ...] = field(default=())
     routers: tuple[str, ...] = ()  # params whose products give logits a softmax/top-k selects
     multiple_of: int = 1  # kernels need the kept units in multiples of this
+    # (level, why): levels whose size the model's code writes beside a -1; kept whole
+    whole_levels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -196,6 +198,8 @@ class Group:
             "params_covered": self.params_covered,
             "members": [m.to_dict() for m in self.members],
         }
+        if self.whole_levels:
+            out["whole_levels"] = dict(self.whole_levels)
         if self.kind == GroupKind.ATTENTION:
             out.update(kv_heads=self.kv_heads, q_per_kv=self.q_per_kv, head_dim=self.head_dim)
         return out

@@ -43,6 +43,8 @@ class Coupling:
     shapes: dict[str, tuple[int, ...]]
     buffers: set[str] = field(default_factory=set)
     even_splits: list[tuple[str, list[int]]] = field(default_factory=list)
+    # (leaf index, label, shape) of the outputs whose axes are pinned: no cut changes them
+    pinned_outputs: list[tuple[int, str, tuple[int, ...]]] = field(default_factory=list)
     unknown_ops: dict[str, list[str]] = field(default_factory=dict)  # op -> nodes
 
 
@@ -134,11 +136,13 @@ class _Propagator:
         keep = [label.split(".")[0] in primary for label in labels]
         if not any(keep):
             keep = [True] * len(leaves)
-        for leaf, label, pinned in zip(leaves, labels, keep, strict=True):
+        for index, (leaf, label, pinned) in enumerate(zip(leaves, labels, keep, strict=True)):
             axes = self.env.get(leaf) if isinstance(leaf, fx.Node) else None
             if pinned and isinstance(axes, tuple):
                 for atom in axes:
                     self._pin(atom, f"axis of the model output '{label}'")
+                shape = tuple(self.algebra.size(atom) for atom in axes)
+                self.coupling.pinned_outputs.append((index, label, shape))
         return None
 
     # -- helpers ------------------------------------------------------------------

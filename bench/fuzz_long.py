@@ -1,7 +1,7 @@
 """Long fuzzing run: the property of ``tests/fuzz/test_fuzz.py`` outside pytest.
 
 Example ``i`` is drawn from ``random.Random(f"{seed}:{i}")`` with the same
-grammar as the hypothesis strategy (``tests/fuzz/architectures.py``): the spec
+grammar as the hypothesis strategy (``tests/fuzz/grammar.py``): the spec
 first, then the plan from the analysis. Each example is analysed, cut and
 verified, and its outcome counted: verified, verified with a mismatch wholly
 explained by norm statistics, refused (by reason), nothing prunable, and the
@@ -44,7 +44,10 @@ SECTION = "## Fuzzing"
 
 
 def _example(seed: int, index: int):
-    from tests.fuzz.architectures import RandomChooser, build, check, draw_trial, random_spec
+    from tests.fuzz.build import build
+    from tests.fuzz.grammar import RandomChooser, random_spec
+    from tests.fuzz.harness import check
+    from tests.fuzz.plans import draw_trial
 
     rng = random.Random(f"{seed}:{index}")
     spec = random_spec(rng)
@@ -192,7 +195,7 @@ def section(records: list[dict], seconds: float, args) -> str:
     lines = [
         SECTION,
         "",
-        "Random architectures from the grammar of `tests/fuzz/architectures.py` (linear and "
+        "Random architectures from the grammar of `tests/fuzz/grammar.py` (linear and "
         "conv chains, residual adds, concat, split/chunk, heads, MHA/GQA attention, norms, "
         "embeddings with tied heads, gated MLPs, top-k MoE, functional weights), each with a "
         "random plan, cut with `surgeon.apply` and checked with `surgeon.verify`. An example "

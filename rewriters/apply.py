@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
 from surgeon.analyzers.capture import capture
@@ -83,7 +84,7 @@ def _still_runs(model: nn.Module, analysis: Analysis) -> None:
     model's code (``torch.split(x, [12, 12])``) shows up here."""
     args, kwargs = analysis.inputs
     try:
-        capture(model, args, kwargs)
+        captured = capture(model, args, kwargs)
     except CaptureError as error:
         module = error.module or "<root>"
         raise RewriteError(
@@ -91,6 +92,27 @@ def _still_runs(model: nn.Module, analysis: Analysis) -> None:
             "A size written into the model's code (not read from an attribute) probably "
             "depends on a cut group; keep that group whole. The model is unchanged."
         ) from error
+    _check_pinned_outputs(captured, analysis)
+
+
+def _check_pinned_outputs(captured, analysis: Analysis) -> None:
+    """Outputs whose axes are pinned keep their shape under any valid cut. One
+    that changed took a size from a cut tensor (``d = x.shape[-1]`` then
+    ``expand(.., d)``) for an axis the plan does not cut: the cut model runs,
+    but computes something else."""
+    output = next(n for n in captured.graph.nodes if n.op == "output")
+    leaves = pytree.tree_leaves(output.args)
+    for index, label, shape in analysis.pinned_outputs:
+        value = leaves[index].meta.get("val") if index < len(leaves) else None
+        new = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        if new != shape:
+            raise RewriteError(
+                f"the cut model runs, but its output '{label}' changed shape from "
+                f"{list(shape)} to {list(new) if new else new}: a size read from a cut tensor's "
+                "shape in the model's code (such as d = x.shape[-1] used to expand or reshape) "
+                "shapes an axis the plan does not cut; keep the cut groups whole. "
+                "The model is unchanged."
+            )
 
 
 def _slice(tensor: torch.Tensor, dims: dict[int, list[int]]) -> torch.Tensor:

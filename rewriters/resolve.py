@@ -105,6 +105,13 @@ def _cut(group: Group, units: tuple[int, ...]) -> GroupCut:
             f"(for attention: keep the same query heads in every kept KV group); "
             f"the units {sorted(units)} would keep {kept}"
         )
+    for level, why in group.whole_levels:
+        size = next(lv.size for lv in group.levels if lv.name == level)
+        if len(kept[level]) < size:
+            raise PlanError(
+                f"{where}: removes units of level '{level}', but {why}; "
+                f"keep all {size} units of '{level}'"
+            )
     return GroupCut(group, kept)
 
 

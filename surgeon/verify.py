@@ -45,7 +45,7 @@ class OutputCheck:
 class VerifyReport:
     """Per-output errors; ``inexact`` maps each group that cannot be exactly
     equivalent by nature (norm statistics over its axis) to the error it alone
-    causes."""
+    causes (with the plan's removed blocks removed too)."""
 
     outputs: tuple[OutputCheck, ...]
     tolerance: float
@@ -95,8 +95,10 @@ def verify(
     inexact = {}
     for cut in resolved.cuts:
         if not cut.group.mask_equivalent:
-            alone = ResolvedPlan((cut,), ())
-            only = apply(original, {cut.group.id: _units(cut)}, analysis=analysis)
+            # with the plan's depth cut: a group inside a removed block may not run alone
+            alone = ResolvedPlan((cut,), resolved.blocks)
+            only_plan = Plan({cut.group.id: _units(cut)}, plan.remove_blocks)
+            only = apply(original, only_plan, analysis=analysis)
             checks = _compare(MaskedReference(original, alone), only, args, kwargs, tolerance)
             inexact[cut.group.id] = max(c.max_rel for c in checks)
     return VerifyReport(tuple(outputs), tolerance, inexact)

@@ -118,8 +118,12 @@ def gather(ctx: RuleContext):
     dim %= len(axes)
     _indexed(ctx, axes[dim], index)
     for d, (a, b) in enumerate(zip(axes, idx_axes, strict=True)):
-        if d != dim and ctx.size(a) == ctx.size(b):
+        if d == dim:
+            continue
+        if ctx.size(a) == ctx.size(b):
             ctx.unify_all([a], [b])
+        elif ctx.size(a) != 1:  # only the first positions are read: a slice by size
+            ctx.freeze(a, f"gather reads only its first {ctx.size(b)} positions")
     return idx_axes
 
 

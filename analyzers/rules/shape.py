@@ -41,7 +41,57 @@ def reshape(ctx: RuleContext):
     The output's axes are fresh; unifying the two factor lists splits whichever
     side is coarser, so the split is seen by every axis already joined to it.
     """
-    return _reshape(ctx, ctx.node.args[0], ctx.out_shape())
+    out = _reshape(ctx, ctx.node.args[0], ctx.out_shape())
+    _mark_sizes_beside_inferred(ctx, out)
+    return out
+
+
+def _written_sizes(ctx: RuleContext) -> list[int] | None:
+    """The output sizes as the code wrote them (with its ``-1``), if it did."""
+    target = ctx.node.target
+    if target in (aten.view.default, aten.reshape.default, aten._unsafe_view.default):
+        return list(ctx.node.args[1])
+    if target is aten.unflatten.int:
+        shape = ctx.shape(ctx.node.args[0])
+        dim = ctx.node.args[1] % len(shape)
+        return [*shape[:dim], *ctx.node.args[2], *shape[dim + 1 :]]
+    return None
+
+
+def _mark_sizes_beside_inferred(ctx: RuleContext, out) -> None:
+    """``view(b, s, 2, -1)`` splits one axis into a written 2 and an inferred
+    rest. Cutting the written axis leaves the 2 in the code (unless an attribute
+    it came from is updated, which cannot be told from the graph), and the -1
+    silently absorbs the cut: the axis is re-split at the wrong boundary. Axes
+    written beside a -1 within the same input axis are marked so plans keep
+    them whole."""
+    written = _written_sizes(ctx)
+    if written is None or -1 not in written:
+        return
+    in_shape, out_shape = ctx.shape(ctx.node.args[0]), ctx.out_shape()
+    if 0 in in_shape or 0 in out_shape:
+        return
+    inferred = written.index(-1)
+    in_bounds = set(_prefix_products(in_shape))
+    out_bounds = _prefix_products(out_shape)
+    start = max(b for b in in_bounds if b <= out_bounds[inferred])
+    end = min(b for b in in_bounds if b >= out_bounds[inferred + 1])
+    for i, size in enumerate(out_shape):
+        beside = start <= out_bounds[i] and out_bounds[i + 1] <= end
+        if i != inferred and beside and size > 1:
+            ctx.fact(
+                out[i],
+                FactKind.WRITTEN,
+                f"{ctx.describe()}: size {size} is written into the code beside a -1, which "
+                "would silently absorb a cut of this axis",
+            )
+
+
+def _prefix_products(shape) -> list[int]:
+    bounds = [1]
+    for size in shape:
+        bounds.append(bounds[-1] * size)
+    return bounds
 
 
 @register(aten.permute.default)

@@ -1,6 +1,6 @@
 """Property-based fuzzing of analyze -> apply -> verify over random architectures.
 
-For every drawn architecture (``tests/fuzz/architectures.py``) and a random
+For every drawn architecture (``tests/fuzz/architectures.py`` lists the modules) and a random
 plan over its prunable groups (sometimes removing blocks, sometimes cutting in
 place) exactly one of these must hold:
 
@@ -27,7 +27,10 @@ import torch
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
-from tests.fuzz.architectures import Trial, architectures, build, check, plans, specs
+from tests.fuzz.build import architectures, build
+from tests.fuzz.grammar import specs
+from tests.fuzz.harness import check
+from tests.fuzz.plans import Trial, plans
 
 OUTCOMES: Counter[str] = Counter()
 
