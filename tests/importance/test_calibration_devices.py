@@ -140,3 +140,18 @@ def test_calibrating_on_another_device_than_the_model_is_refused_outside_layerwi
     plain, _ = models
     with pytest.raises(surgeon.InputError, match="layerwise=True"):
         calibrate(plain, batches(), device="meta", progress=False)
+
+
+def test_inputs_follow_the_embedding_execution_device_not_the_first_parameter():
+    from accelerate.hooks import AlignDevicesHook, add_hook_to_module
+
+    model = HF_MODELS["llama"]()
+    assert input_device(model) == torch.device("cpu")
+    add_hook_to_module(model.model.embed_tokens, AlignDevicesHook(execution_device="meta"))
+    assert input_device(model) == torch.device("meta")  # where accelerate would run it
+
+
+def test_a_dispatched_model_is_not_calibrated_layerwise(models):
+    _, dispatched = models
+    with pytest.raises(surgeon.InputError, match="dispatched by accelerate.*layerwise=False"):
+        calibrate(dispatched, batches(), layerwise=True, progress=False)
