@@ -1,0 +1,361 @@
+"""GPU speed of pruned Llama-3-8B shapes: prefill latency and decode throughput.
+
+Builds a Llama-3-8B-shaped model (random weights, bf16) on the GPU, prunes it
+with fx-surgeon's planner at 20% and 50% of the block parameters under several
+shape policies (the planner's defaults; uniform and global widths with
+``round_to`` 1, 8 and 64; widths as Torch-Pruning's per-layer channel ratio
+leaves them), and measures, with CUDA events, warm-up and medians:
+
+* prefill: one forward over 1 x 2048 tokens (``logits_to_keep=1``, as
+  ``generate`` does), eager, and with ``torch.compile`` for a few variants;
+* decode: 128 greedy tokens at batch 1 and 16 after a 128-token prompt, with a
+  static KV cache, one decode step (forward, argmax, position update) captured
+  in a CUDA graph and replayed, so Python and launch overhead do not hide the
+  weights' cost.
+
+Speedups are reported beside the FLOP and parameter reduction ratios. Scores
+come from the weight-only ``magnitude`` criterion: speed depends on shapes,
+not on which units were kept. It is a benchmark, not a test.
+
+Run on a CUDA machine, then render the table here::
+
+    python bench/gpu_speed.py --out gpu_speed.json [--variants dense,default-20,...]
+    python bench/gpu_speed.py --report gpu_speed.json [--write]
+
+``--smoke`` runs a tiny shape on the CPU (no CUDA graphs) to check the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+SECTION = "## GPU speed"
+LLAMA3_8B = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=128256,
+    rope_theta=500000.0,
+    max_position_embeddings=8192,
+    tie_word_embeddings=False,
+)
+SMOKE = dict(
+    LLAMA3_8B,
+    hidden_size=256,
+    intermediate_size=688,
+    num_hidden_layers=2,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    head_dim=32,
+    vocab_size=1000,
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One pruned shape: a ratio and planner options, or Torch-Pruning's rule."""
+
+    name: str
+    ratio: float = 0.0
+    options: dict = field(default_factory=dict)
+    torch_pruning_widths: bool = False  # keep (1 - ratio) of every MLP's channels
+
+
+def variants() -> dict[str, Variant]:
+    table = [Variant("dense")]
+    for ratio in (0.2, 0.5):
+        pct = int(ratio * 100)
+        table.append(Variant(f"default-{pct}", ratio))
+        for allocation in ("uniform", "global"):
+            for step in (1, 8, 64):
+                options = dict(allocation=allocation, round_to=step)
+                table.append(Variant(f"{allocation}-r{step}-{pct}", ratio, options))
+        table.append(Variant(f"tp-{pct}", ratio, torch_pruning_widths=True))
+    return {v.name: v for v in table}
+
+
+def build(shape: dict, device: str) -> torch.nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**shape, attn_implementation="sdpa")
+    with torch.device(device):
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
+    return model.eval().requires_grad_(False)
+
+
+def prune(model, analysis, scores, variant: Variant):
+    """The pruned copy of ``model`` for ``variant`` (``model`` is not changed)."""
+    import surgeon
+    from surgeon.analyzers import GroupKind
+    from surgeon.planner import PlanOptions, make_plan
+
+    if variant.name == "dense":
+        return model
+    if variant.torch_pruning_widths:
+        keep = {}
+        for group in analysis.by_kind(GroupKind.MLP):
+            count = group.size - int(group.size * variant.ratio)
+            keep[group.id] = sorted(torch.topk(scores[group.id], count).indices.tolist())
+        plan = surgeon.Plan.for_analysis(analysis, keep, ())
+    else:
+        plan = make_plan(analysis, scores, PlanOptions(ratio=variant.ratio, **variant.options))
+    return surgeon.apply(model, plan, analysis=analysis)
+
+
+def shape_summary(model) -> dict:
+    """Parameters, MLP widths and the FLOPs of one 2048-token prefill."""
+    mlp_widths = [layer.mlp.gate_proj.out_features for layer in model.model.layers]
+    params = sum(p.numel() for p in model.parameters())
+    block = sum(
+        m.weight.numel() for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear)
+    )
+    return {"params": params, "block_linear": block, "mlp_widths": mlp_widths}
+
+
+def prefill_flops(summary: dict, model, tokens: int) -> float:
+    """Matrix-product FLOPs of a causal prefill that computes the last logits only."""
+    config = model.config
+    q_width = sum(layer.self_attn.q_proj.out_features for layer in model.model.layers)
+    attention = 2 * tokens * tokens * q_width  # QK^T and AV, halved by the causal mask
+    head = 2 * model.lm_head.weight.numel()
+    del config
+    return 2 * summary["block_linear"] * tokens + attention + head
+
+
+def timed(fn, warmup: int, repeat: int, device: str) -> float:
+    """Median milliseconds of ``fn`` (CUDA events on GPU, perf_counter on CPU)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if device == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            begin = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - begin) * 1e3)
+    return statistics.median(times)
+
+
+def prefill_ms(model, tokens: int, device: str, repeat: int) -> float:
+    ids = torch.randint(0, model.config.vocab_size, (1, tokens), device=device)
+    with torch.inference_mode():
+        return timed(lambda: model(ids, use_cache=False, logits_to_keep=1), 3, repeat, device)
+
+
+class GraphedDecoder:
+    """Greedy decode steps with a static KV cache, one step captured in a CUDA graph.
+
+    The captured step reads ``ids`` and ``position``, writes the next token
+    into ``ids`` and advances ``position``, so replays run back to back
+    without the host touching anything.
+    """
+
+    def __init__(self, model, batch: int, prompt: int, new_tokens: int, device: str):
+        from transformers import StaticCache
+
+        self.model, self.prompt, self.device = model, prompt, device
+        self.cache = StaticCache(config=model.config, max_cache_len=prompt + new_tokens + 1)
+        prompt_ids = torch.randint(0, model.config.vocab_size, (batch, prompt), device=device)
+        with torch.inference_mode():
+            out = model(
+                prompt_ids,
+                past_key_values=self.cache,
+                cache_position=torch.arange(prompt, device=device),
+                logits_to_keep=1,
+            )
+        self.ids = out.logits[:, -1:].argmax(-1)
+        self.position = torch.tensor([prompt], device=device)
+        self.graph = None
+        if device == "cuda":
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):
+                    self._step()
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self._step()
+
+    def _step(self) -> None:
+        with torch.inference_mode():
+            logits = self.model(
+                self.ids,
+                past_key_values=self.cache,
+                cache_position=self.position,
+                position_ids=self.position.view(1, 1).expand(self.ids.shape[0], 1),
+            ).logits
+            self.logits = logits[:, -1]
+            self.ids.copy_(logits[:, -1:].argmax(-1))
+            self.position.add_(1)
+
+    def rewind(self) -> None:
+        """Back to the end of the prompt (newer transformers count cache length per layer)."""
+        self.position.fill_(self.prompt)
+        for layer in getattr(self.cache, "layers", ()):
+            if hasattr(layer, "cumulative_length"):
+                layer.cumulative_length.fill_(self.prompt)
+
+    def graph_error(self) -> float:
+        """Relative difference of one replayed step's logits from an eager step."""
+        if self.graph is None:
+            return 0.0
+        ids = self.ids.clone()
+        self.rewind()
+        self.graph.replay()
+        replayed = self.logits.float().clone()
+        self.ids.copy_(ids)
+        self.rewind()
+        self._step()
+        eager = self.logits.float()
+        return ((replayed - eager).norm() / eager.norm()).item()
+
+    def run(self, steps: int) -> None:
+        self.rewind()
+        for _ in range(steps):
+            self.graph.replay() if self.graph is not None else self._step()
+
+
+def decode(model, batch: int, device: str, repeat: int) -> tuple[float, float]:
+    """Tokens per second over 128 new tokens, and the graph's error against eager."""
+    prompt, new_tokens = 128, 128
+    decoder = GraphedDecoder(model, batch, prompt, new_tokens, device)
+    error = decoder.graph_error()
+    ms = timed(lambda: decoder.run(new_tokens), 1, repeat, device)
+    return batch * new_tokens / (ms / 1e3), error
+
+
+def measure(model, variant: Variant, args, compiled: bool) -> dict:
+    tokens = args.tokens
+    summary = shape_summary(model)
+    result = {"variant": asdict(variant), **summary}
+    result["prefill_flops"] = prefill_flops(summary, model, tokens)
+    result["prefill_ms"] = prefill_ms(model, tokens, args.device, args.repeat)
+    for batch in (1, 16):
+        result[f"decode_b{batch}_tok_s"], result[f"decode_b{batch}_graph_error"] = decode(
+            model, batch, args.device, args.repeat
+        )
+    if compiled:
+        fast = torch.compile(model)
+        result["prefill_compiled_ms"] = prefill_ms(fast, tokens, args.device, args.repeat)
+        torch._dynamo.reset()
+    return result
+
+
+def run(args) -> list[dict]:
+    import surgeon
+    from surgeon.analyzers.importance import criteria
+
+    shape = SMOKE if args.smoke else LLAMA3_8B
+    torch.manual_seed(0)
+    begin = time.perf_counter()
+    model = build(shape, args.device)
+    log(f"built in {time.perf_counter() - begin:.1f} s")
+    begin = time.perf_counter()
+    analysis = surgeon.analyze(model)
+    scores = {
+        g.id: criteria.score_group(model, g, "magnitude", None, None)[0] for g in analysis.prunable
+    }
+    log(f"analyzed and scored in {time.perf_counter() - begin:.1f} s")
+    table = variants()
+    names = args.variants.split(",") if args.variants else list(table)
+    compiled = set(args.compile.split(",")) if args.compile else set()
+    results = []
+    for name in names:
+        begin = time.perf_counter()
+        pruned = prune(model, analysis, scores, table[name])
+        result = measure(pruned, table[name], args, name in compiled)
+        result["device"] = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+        results.append(result)
+        log(
+            f"{name}: prefill {result['prefill_ms']:.2f} ms, decode b1 "
+            f"{result['decode_b1_tok_s']:.1f} tok/s, b16 {result['decode_b16_tok_s']:.1f} tok/s "
+            f"({time.perf_counter() - begin:.1f} s)"
+        )
+        if pruned is not model:
+            del pruned
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+    return results
+
+
+def report(results: list[dict]) -> str:
+    dense = next(r for r in results if r["variant"]["name"] == "dense")
+    rows = [
+        "| shape | MLP widths | params | FLOP ratio | prefill ms | prefill speedup "
+        "| compiled prefill speedup | decode b1 tok/s | b1 speedup | param ratio "
+        "| decode b16 tok/s | b16 speedup |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        widths = sorted(set(r["mlp_widths"]))
+        shown = f"{widths[0]}" if len(widths) == 1 else f"{widths[0]}..{widths[-1]} ({len(widths)})"
+        compiled = (
+            f"{dense['prefill_compiled_ms'] / r['prefill_compiled_ms']:.2f}x"
+            if "prefill_compiled_ms" in r and "prefill_compiled_ms" in dense
+            else "-"
+        )
+        rows.append(
+            f"| {r['variant']['name']} | {shown} | {_count(r['params'])} "
+            f"| {dense['prefill_flops'] / r['prefill_flops']:.2f}x | {r['prefill_ms']:.1f} "
+            f"| {dense['prefill_ms'] / r['prefill_ms']:.2f}x | {compiled} "
+            f"| {r['decode_b1_tok_s']:.0f} "
+            f"| {r['decode_b1_tok_s'] / dense['decode_b1_tok_s']:.2f}x "
+            f"| {dense['params'] / r['params']:.2f}x | {r['decode_b16_tok_s']:.0f} "
+            f"| {r['decode_b16_tok_s'] / dense['decode_b16_tok_s']:.2f}x |"
+        )
+    return "\n".join(rows)
+
+
+def _count(params: int) -> str:
+    return f"{params / 1e9:.2f}B" if params >= 1e8 else f"{params / 1e6:.1f}M"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, help="write the measurements as JSON")
+    parser.add_argument("--report", type=Path, nargs="+", help="render JSON measurements")
+    parser.add_argument("--write", action="store_true", help=f"write '{SECTION}' of the docs")
+    parser.add_argument("--variants", help=f"comma-separated subset of: {', '.join(variants())}")
+    parser.add_argument("--compile", default="", help="variants also timed with torch.compile")
+    parser.add_argument("--tokens", type=int, default=2048, help="prefill length")
+    parser.add_argument("--repeat", type=int, default=20, help="timed repetitions (median)")
+    parser.add_argument("--smoke", action="store_true", help="tiny shape on the CPU")
+    args = parser.parse_args()
+    args.device = "cpu" if args.smoke else "cuda"
+    if args.report:
+        results = [r for path in args.report for r in json.loads(path.read_text())]
+        print(report(results))
+        return
+    if args.smoke:
+        args.tokens, args.repeat = 64, 2
+    results = run(args)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
