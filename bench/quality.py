@@ -1,20 +1,26 @@
 """Pruning quality on the trained fixtures: perplexity relative to dense.
 
 For tiny-llama and tiny-moe (../shared/fixtures), at 20% and 50% of the block
-parameters removed, no fine-tuning, every criterion with and without the
-least-squares refit, plus depth pruning by block influence. Calibration: 64 x
-256 tokens of calib.txt, collected once per model (gradients, input
-statistics, Gram matrices, block influence) and shared by all criteria.
-Evaluation: perplexity on 256-token windows of valid.txt, in float32.
+parameters removed, no fine-tuning: every registered criterion with each
+compensation (none, FLAP's bias shift, least-squares refit), the recommended
+recipe, the published recipes re-run here (LLM-Pruner-style Taylor on MLP
+neurons, Wanda-sp, FLAP, ShortGPT), and Torch-Pruning 1.6.1 (magnitude and
+Taylor, as its LLM example prunes; see bench/tp_baseline.py) in the same
+process. Calibration: 64 x 256 tokens of calib.txt, collected once per model
+(gradients, per-feature input statistics, Gram matrices of every consumer
+layer, block influence) and shared by every row, Torch-Pruning's Taylor
+included. Evaluation: surgeon.evaluate.perplexity on 256-token windows of
+valid.txt, float32. Rows are appended to a JSON file as they finish, so an
+interrupted run can still be written (``--from-json``).
 
-    python bench/quality.py --write          # updates docs/benchmarks.md
-    python bench/quality.py --windows 64     # quicker, fewer held-out windows
+    python bench/quality.py --write               # runs everything, updates docs/benchmarks.md
+    python bench/quality.py --from-json F --write # rewrite the section from a saved run
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import re
 import sys
 import time
@@ -26,40 +32,68 @@ import transformers as hf
 import surgeon
 from surgeon.analyzers import analyze
 from surgeon.analyzers.importance.calibration import calibrate, token_batches
+from surgeon.analyzers.importance.criteria import CRITERIA
+from surgeon.evaluate import perplexity, text_windows
+from surgeon.planner import block_parameters
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tp_baseline import tp_prune  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
-CRITERIA = ["magnitude", "random", "taylor", "wanda-sp", "flap", "activation"]
-KINDS = {"tiny-llama": ("mlp",), "tiny-moe": ("expert_mlp",)}
+WIDTH = {"tiny-llama": ("mlp",), "tiny-moe": ("expert_mlp",)}
+COMPENSATIONS = (None, "bias", "refit")
+# The recipe surgeon.prune recommends (README "Pruning quality"): OBS scores,
+# global allocation, least-squares refit with an intercept.
+RECIPE = {"criterion": "obs", "allocation": "global", "compensate": "refit+bias"}
 
 
-def perplexity(model, windows: torch.Tensor) -> float:
-    nll = 0.0
-    with torch.no_grad():
-        for batch in windows.split(16):
-            nll += model(batch, labels=batch).loss.item() * batch.shape[0]
-    return math.exp(nll / windows.shape[0])
+def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
+    """(label, surgeon.prune arguments) of every surgeon row at ``ratio``."""
+    width = WIDTH[name]
+    rows = [
+        (f"{criterion}", {"criterion": criterion, "kinds": width, "compensate": compensate})
+        for criterion in CRITERIA
+        for compensate in COMPENSATIONS
+    ]
+    rows += [
+        ("**recipe**: obs + refit+bias", {**RECIPE, "kinds": width}),
+        (
+            "anchor: LLM-Pruner-style Taylor (neurons, uniform)",
+            {"criterion": "taylor", "kinds": width, "allocation": "uniform"},
+        ),
+        (
+            "anchor: Wanda-sp (neurons, uniform)",
+            {"criterion": "wanda-sp", "kinds": width, "allocation": "uniform"},
+        ),
+        (
+            "anchor: FLAP (heads + neurons, adaptive, bias)",
+            {
+                "criterion": "flap",
+                "kinds": (*width, "attention"),
+                "allocation": "adaptive",
+                "compensate": "bias",
+            },
+        ),
+    ]
+    layers = round(ratio * blocks)
+    rows.append(
+        (
+            f"anchor: ShortGPT ({layers} of {blocks} layers)",
+            {"criterion": "random", "layers": layers, "kinds": ()},
+        )
+    )
+    return rows
 
 
-def windows_of(tokenizer, path: Path, length: int, count: int) -> torch.Tensor:
-    ids = tokenizer(path.read_text(encoding="utf-8"), return_tensors="pt").input_ids[0]
-    return ids[: (ids.numel() // length) * length].view(-1, length)[:count]
-
-
-def run_model(name: str, args) -> list[dict]:
+def run_model(name: str, args, log) -> list[dict]:
     directory = FIXTURES / name
     tokenizer = hf.AutoTokenizer.from_pretrained(directory)
     model = hf.AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
-    held_out = windows_of(tokenizer, FIXTURES / "text" / "valid.txt", 256, args.windows)
+    held_out = text_windows(FIXTURES / "text" / "valid.txt", tokenizer, 256, args.windows)
     dense = perplexity(model, held_out)
     analysis = analyze(model)
-    consumers = {
-        m.module
-        for g in analysis.prunable
-        if g.kind in KINDS[name]
-        for m in g.members
-        if m.dim == 1
-    }
+    consumers = {m.module for g in analysis.prunable for m in g.members if m.dim == 1}
     batches = token_batches(FIXTURES / "text" / "calib.txt", tokenizer, 64, 256)
     started = time.time()
     stats = calibrate(
@@ -68,112 +102,187 @@ def run_model(name: str, args) -> list[dict]:
         gradients=True,
         gram_for=consumers,
         blocks=[b.name for b in analysis.blocks if b.removable],
+        progress=False,
     )
-    print(
-        f"{name}: dense perplexity {dense:.3f}, calibration {time.time() - started:.0f} s",
-        file=sys.stderr,
-    )
+    _say(f"{name}: dense perplexity {dense:.3f}, calibration {time.time() - started:.0f} s")
     rows = []
+    removable = len([b for b in analysis.blocks if b.removable])
     for ratio in args.ratios:
-        for criterion in CRITERIA:
-            for compensate in (None, "refit"):
+        for label, options in recipes(name, ratio, removable):
+            options = dict(options)
+            layers = options.get("layers", 0)
+            row = {"model": name, "ratio": ratio, "method": label, "dense": dense}
+            row.update(
+                allocation=options.get("allocation", "global") if not layers else "depth",
+                compensation=options.get("compensate") or "none",
+            )
+            try:
                 result = surgeon.prune(
                     model,
-                    ratio,
-                    criterion=criterion,
+                    None if layers else ratio,
                     statistics=stats,
-                    kinds=KINDS[name],
-                    allocation=args.allocation,
-                    compensate=compensate,
                     verify_result=False,
                     progress=False,
+                    **options,
                 )
-                rows.append(_row(name, ratio, criterion, compensate, result, held_out, dense))
-                print(_line(rows[-1]), file=sys.stderr)
-        layers = round(ratio * len(analysis.blocks))
-        result = surgeon.prune(
-            model,
-            criterion="random",
-            statistics=stats,
-            layers=layers,
-            kinds=(),
-            verify_result=False,
-            progress=False,
-        )
-        rows.append(
-            _row(name, ratio, f"block-influence ({layers} layers)", None, result, held_out, dense)
-        )
-        print(_line(rows[-1]), file=sys.stderr)
+            except Exception as error:  # noqa: BLE001 - a failure is a row
+                row["error"] = f"{type(error).__name__}: {error}"[:160]
+                rows.append(_log(log, row))
+                continue
+            report = result.report
+            used = sorted(set(report.criterion.values()))
+            row["scored_by"] = ", ".join(used) if used else "block influence"
+            row["params"] = report.params_after / report.params_before
+            row["block_removed"] = _block_removed(analysis, model, result.model)
+            if report.compensation and report.compensation.endswith("(0 layers)"):
+                row["compensation"] += " (no-op: no nn.Linear consumer)"
+            row["relative"] = perplexity(result.model, held_out) / dense
+            rows.append(_log(log, row))
+        rows += _torch_pruning(name, model, stats, batches, held_out, dense, ratio, log)
     return rows
 
 
-def _row(name, ratio, criterion, compensate, result, held_out, dense) -> dict:
-    return {
-        "model": name,
-        "ratio": ratio,
-        "criterion": criterion,
-        "compensation": compensate or "none",
-        "params": result.report.params_after / result.report.params_before,
-        "relative": perplexity(result.model, held_out) / dense,
-        "dense": dense,
-    }
+def _torch_pruning(name, model, stats, batches, held_out, dense, ratio, log) -> list[dict]:
+    """Torch-Pruning rows; its Taylor reads the gradients surgeon calibrated."""
+    base = hf.AutoModelForCausalLM.from_pretrained(
+        FIXTURES / name, dtype=torch.float32, attn_implementation="eager"
+    ).eval()
+    for param_name, param in base.named_parameters():
+        grad = stats.gradients.get(param_name)
+        param.grad = None if grad is None else grad.to(param.dtype)
+    rows = []
+    for importance in ("magnitude", "taylor"):
+        for heads in (True, False):
+            label = f"Torch-Pruning {importance} ({'heads + neurons' if heads else 'neurons'})"
+            row = {"model": name, "ratio": ratio, "method": label, "dense": dense}
+            row.update(allocation="uniform", compensation="none", scored_by=importance)
+            tp = tp_prune(base, importance, ratio, heads, batches[0][:1, :16])
+            if tp.error:
+                row["error"] = tp.error
+            else:
+                params = sum(p.numel() for p in tp.model.parameters())
+                row["params"] = params / sum(p.numel() for p in model.parameters())
+                row["block_removed"] = tp.block_removed
+                row["note"] = tp.note
+                row["relative"] = perplexity(tp.model, held_out) / dense
+            rows.append(_log(log, row))
+    return rows
+
+
+def _block_removed(analysis, model, pruned) -> float:
+    """Fraction of the block parameters (planner.block_parameters) removed."""
+    block = block_parameters(analysis)
+    return (
+        sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in pruned.parameters())
+    ) / block
+
+
+def _log(log, row: dict) -> dict:
+    _say(_line(row))
+    if log is not None:
+        log.write(json.dumps(row) + "\n")
+        log.flush()
+    return row
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
 
 
 def _line(row: dict) -> str:
+    if "error" in row:
+        result = f"**failed:** {row['error']}"
+        return (
+            f"| {row['ratio']:.0%} | {row['method']} | {row.get('scored_by', '')} | "
+            f"{row['allocation']} | {row['compensation']} | — | — | {result} |"
+        )
+    note = f" ({row['note']})" if row.get("note") else ""
     return (
-        f"| {row['model']} | {row['ratio']:.0%} | {row['criterion']} | "
-        f"{row['compensation']} | {row['params']:.3f} | {row['relative']:.2f}x |"
+        f"| {row['ratio']:.0%} | {row['method']}{note} | {row['scored_by']} | "
+        f"{row['allocation']} | {row['compensation']} | {row['block_removed']:.1%} | "
+        f"{row['params']:.3f} | {row['relative']:.2f}x |"
     )
 
 
 def table(name: str, rows: list[dict], args) -> str:
     head = (
-        "| model | block params removed | criterion | compensation | params kept (all) "
-        "| perplexity vs dense |\n|---|---|---|---|---|---|"
+        "| target | method | scored by | allocation | compensation | block params removed "
+        "| params kept (all) | perplexity vs dense |\n|---|---|---|---|---|---|---|---|"
     )
     dense = rows[0]["dense"]
-    width = "MLP channels" if name == "tiny-llama" else "expert widths"
+    best = {}
+    for r in rows:
+        mine = "relative" in r and not r["method"].startswith(("anchor", "Torch"))
+        if mine and (r["ratio"] not in best or r["relative"] < best[r["ratio"]]["relative"]):
+            best[r["ratio"]] = r
+    summary = "; ".join(
+        f"best at {ratio:.0%}: {r['method']} + {r['compensation']} {r['relative']:.2f}x"
+        for ratio, r in sorted(best.items())
+    )
     return (
-        f"### {name}\n\n{head}\n" + "\n".join(_line(r) for r in rows) + "\n\n"
-        f"Dense perplexity {dense:.2f} (float32, {args.windows} windows of 256 tokens of "
-        f"valid.txt). Width rows cut {width} with {args.allocation} allocation; depth rows "
-        "remove the blocks with the least block influence, as many as match the ratio.\n"
+        f"### {name}\n\nDense perplexity {dense:.2f} ({args.windows} windows of 256 tokens "
+        f"of valid.txt, float32). {summary}.\n\n{head}\n" + "\n".join(_line(r) for r in rows) + "\n"
     )
 
 
-def write(sections: dict[str, str], command: str) -> None:
-    """Replace this model's subsection of docs/benchmarks.md, keeping the others."""
+def write(sections: dict[str, str], command: str, seconds: float | None) -> None:
+    """Replace the "## Pruning quality" section of docs/benchmarks.md (read fresh)."""
     path = ROOT / "docs" / "benchmarks.md"
     doc = path.read_text()
-    if "## Pruning quality" not in doc:
-        doc = doc.rstrip() + "\n\n## Pruning quality\n"
-    for name, text in sections.items():
-        text = text + f"\nCommand: `{command}`\n"
-        pattern = re.compile(rf"### {re.escape(name)}\n.*?(?=\n### |\n## |\Z)", re.S)
-        if pattern.search(doc):
-            doc = pattern.sub(lambda _, text=text: text, doc)
-        else:
-            doc = doc.replace("## Pruning quality\n", "## Pruning quality\n\n" + text, 1)
+    when = f" ({seconds / 60:.0f} min on the shared 2-core CPU)" if seconds else ""
+    body = "## Pruning quality\n\n" + INTRO + "\n" + "\n".join(sections.values())
+    body += f"\nCommand: `{command}`{when}.\n"
+    pattern = re.compile(r"## Pruning quality\n.*?(?=\n## |\Z)", re.S)
+    if pattern.search(doc):
+        doc = pattern.sub(lambda _: body.rstrip("\n") + "\n", doc)
+    else:
+        doc = doc.rstrip() + "\n\n" + body
     path.write_text(doc)
+
+
+INTRO = """\
+No fine-tuning. Calibration: 64 x 256 tokens of calib.txt, collected once per model
+(gradients, per-feature input statistics, Gram matrices of the consumer layers, block
+influence) and shared by every row, Torch-Pruning's Taylor included. "target" is the
+fraction of the block parameters (attention + MLP/experts, `surgeon.planner.block_parameters`)
+to remove; "block params removed" is what each method actually removed. Width rows cut
+MLP channels (tiny-llama) or expert channels (tiny-moe) with global allocation unless
+the row says otherwise. Compensation: "bias" is FLAP's mean shift into the consumer's
+bias (the config's `mlp_bias` flag is set so the model reloads), "refit" the least-squares
+refit of the consumer layers, "refit+bias" both at once (least squares with an intercept).
+"scored by" shows a criterion's fallback where a group lacks its statistics (fused experts
+have no nn.Linear consumer, so activation-based criteria fall back to taylor, and no
+compensation applies to them). Torch-Pruning 1.6.1 runs as its examples/LLMs/prune_llm.py
+does (MetaPruner, num_heads with GQA, prune_num_heads, eager attention), with the hidden
+size left alone and the MLP ratio set to match the target (bench/tp_baseline.py).
+"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(KINDS))
+    parser.add_argument("--models", nargs="+", default=list(WIDTH))
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.2, 0.5])
-    parser.add_argument("--windows", type=int, default=128)
-    parser.add_argument("--allocation", default="global")
+    parser.add_argument("--windows", type=int, default=64)
+    parser.add_argument("--json", default="bench/quality-rows.jsonl", help="rows, appended")
+    parser.add_argument("--from-json", help="render a saved run instead of running")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
-    sections = {}
-    for name in args.models:
-        started = time.time()
-        text = table(name, run_model(name, args), args)
-        sections[name] = text + f"\n({time.time() - started:.0f} s on a 2-core CPU.)\n"
-        print(sections[name])
+    started = time.time()
+    if args.from_json:
+        saved = [json.loads(line) for line in Path(args.from_json).read_text().splitlines()]
+        by_model = {name: [r for r in saved if r["model"] == name] for name in args.models}
+        seconds = None
+    else:
+        with open(args.json, "w") as log:
+            by_model = {name: run_model(name, args, log) for name in args.models}
+        seconds = time.time() - started
+    sections = {name: table(name, rows, args) for name, rows in by_model.items() if rows}
+    for text in sections.values():
+        print(text)
     if args.write:
-        write(sections, ("python bench/quality.py " + " ".join(sys.argv[1:])).strip())
+        command = " ".join(a for a in sys.argv[1:] if a != "--write")
+        write(sections, f"python bench/quality.py {command} --write".replace("  ", " "), seconds)
 
 
 if __name__ == "__main__":

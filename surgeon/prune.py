@@ -178,7 +178,7 @@ def _calibrate(
             for m in g.members
             if m.dim == 1
         }
-        if compensate and compensate.startswith("refit")
+        if spec.needs_gram or (compensate and compensate.startswith("refit"))
         else ()
     )
     blocks = [b.name for b in analysis.blocks if b.removable] if options.layers else ()

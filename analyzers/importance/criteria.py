@@ -16,6 +16,12 @@ more important.
   standardised within each group.
 - ``activation``: Minitron (Muralidharan et al. 2024). Mean ``|X_j|`` of the unit's
   activation (consumer inputs).
+- ``obs``: structured Optimal Brain Surgeon, as ZipLM (Kurtic et al. 2023) and
+  SlimGPT (Ling et al. 2024) use it: the output error left by removing input
+  column ``j`` of a consumer when the other columns are refit by least squares,
+  ``||W[:, j]||^2 / [G^-1]_jj`` with ``G = X^T X / n`` (damped). It scores what
+  the ``refit`` compensation cannot recover, so it pairs with it; it needs the
+  consumers' Gram matrices.
 - ``block-influence`` (depth, in the planner): ShortGPT (Men et al. 2024),
   ``1 - cos(h_in, h_out)`` per block.
 
@@ -49,6 +55,7 @@ class Criterion:
     needs_gradients: bool
     scores: Callable[[nn.Module, Group, Statistics | None], MemberScores]
     standardise: bool = False
+    needs_gram: bool = False  # Gram matrices of the consumer layers' inputs
 
 
 CRITERIA: dict[str, Criterion] = {}
@@ -108,6 +115,18 @@ def _activation(model, group, stats) -> MemberScores:
     return {(m.param, 1): f.absolute / f.count for m, f, _ in _consumers(model, group, stats)}
 
 
+def _obs(model, group, stats, damp: float = 0.01) -> MemberScores:
+    out = {}
+    for m, f, w in _consumers(model, group, stats):
+        if f.gram is None:
+            continue
+        moments = f.gram / f.count
+        ridge = damp * moments.diagonal().mean().clamp_min(1e-12)
+        inverse = torch.linalg.inv(moments + ridge * torch.eye(len(moments), dtype=moments.dtype))
+        out[(m.param, 1)] = (w * w).sum(0) / inverse.diagonal().clamp_min(1e-30)
+    return out
+
+
 _register(Criterion("magnitude", False, False, _magnitude))
 _register(Criterion("magnitude-l1", False, False, lambda m, g, s: _magnitude(m, g, s, p=1)))
 _register(Criterion("random", False, False, lambda m, g, s: {}))
@@ -115,6 +134,7 @@ _register(Criterion("taylor", True, True, _taylor))
 _register(Criterion("wanda-sp", True, False, _wanda_sp))
 _register(Criterion("flap", True, False, _flap, standardise=True))
 _register(Criterion("activation", True, False, _activation))
+_register(Criterion("obs", True, False, _obs, needs_gram=True))
 
 
 def score_group(

@@ -30,8 +30,13 @@ def planted():
         mlp.up_proj.weight[DEAD] = 0
         mlp.down_proj.weight[:, DEAD] = 0
     analysis = surgeon.analyze(model)
+    consumers = [m.module for g in analysis.prunable for m in g.members if m.dim == 1]
     stats = calibrate(
-        model, token_batches(calibration_ids(), batch_size=4), gradients=True, progress=False
+        model,
+        token_batches(calibration_ids(), batch_size=4),
+        gradients=True,
+        gram_for=consumers,
+        progress=False,
     )
     return model, analysis, stats
 
