@@ -55,6 +55,7 @@ def unit_scores(group: Group, member_scores: dict[tuple[str, int], torch.Tensor]
         scores = member_scores.get((member.param, member.dim))
         if scores is None:
             continue
+        scores = scores.detach().double().cpu()  # members may live on other devices
         digits = level_digits(member.layout)
         present = [n for n in names if n in digits]
         if not present:
@@ -65,7 +66,7 @@ def unit_scores(group: Group, member_scores: dict[tuple[str, int], torch.Tensor]
         key = torch.zeros(int(valid.sum()), dtype=torch.long)
         for n, size in zip(present, partial_sizes, strict=True):
             key = key * size + digits[n][valid]
-        flat.index_add_(0, key, scores.double()[valid])
+        flat.index_add_(0, key, scores[valid])
         shape = [sizes[i] if names[i] in present else 1 for i in range(len(names))]
         total += flat.view(shape)
     return total.reshape(-1)
