@@ -12,7 +12,8 @@ refused call). Failures are saved with their spec and plan to a JSON file;
 Run::
 
     python bench/fuzz_long.py --examples 10000 --seed 0 --workers 2
-    python bench/fuzz_long.py --examples 10000 --write   # also docs/reliability.md
+    python bench/fuzz_long.py --examples 10000 --write   # also docs/reliability.md and
+                                                         # tests/fuzz/known_failures.json
     python bench/fuzz_long.py --replay 1234              # one example, verbosely
 """
 
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DOC = ROOT / "docs" / "reliability.md"
+KNOWN_FAILURES = ROOT / "tests" / "fuzz" / "known_failures.json"
 SECTION = "## Fuzzing"
 
 
@@ -207,7 +209,7 @@ def section(records: list[dict], seconds: float, args) -> str:
         table(records),
         "",
         f"- {len(failures)} failures"
-        + (f", saved with spec and plan in `{args.failures}`." if failures else "."),
+        + (f", saved with spec and plan in `{_shown(args.failures)}`." if failures else "."),
         f"- Command: `{command}`.",
         f"- Runtime: {seconds:.0f} s wall for {len(records)} examples "
         f"({seconds / max(len(records), 1):.2f} s each, {args.workers} workers).",
@@ -215,6 +217,12 @@ def section(records: list[dict], seconds: float, args) -> str:
         f"- Date: {when}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
 
 
 def write_doc(text: str) -> None:
@@ -246,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", type=int, default=0, help="index of the first example")
     parser.add_argument("--workers", type=int, default=2)
-    default_failures = Path(tempfile.gettempdir()) / "fuzz_failures.json"
     parser.add_argument(
-        "--failures", default=str(default_failures), help="where failing specs are saved (JSON)"
+        "--failures",
+        help="where failing specs are saved (JSON); default: "
+        f"{KNOWN_FAILURES.relative_to(ROOT)} with --write, else a temporary file",
     )
     parser.add_argument(
         "--write",
@@ -259,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.replay is not None:
         return replay(args.seed, args.replay)
+    if args.failures is None:
+        temporary = Path(tempfile.gettempdir()) / "fuzz_failures.json"
+        args.failures = str(KNOWN_FAILURES if args.write else temporary)
 
     records, seconds = run(args)
     failures = [r for r in records if r["failed"]]
