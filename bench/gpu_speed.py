@@ -79,7 +79,7 @@ def variants() -> dict[str, Variant]:
         pct = int(ratio * 100)
         table.append(Variant(f"default-{pct}", ratio))
         for allocation in ("uniform", "global"):
-            for step in (1, 8, 64):
+            for step in (1, 8, 64, 128, 256):
                 options = dict(allocation=allocation, round_to=step)
                 table.append(Variant(f"{allocation}-r{step}-{pct}", ratio, options))
         table.append(Variant(f"tp-{pct}", ratio, torch_pruning_widths=True))
@@ -181,8 +181,8 @@ class GraphedDecoder:
                 cache_position=torch.arange(prompt, device=device),
                 logits_to_keep=1,
             )
-        self.ids = out.logits[:, -1:].argmax(-1)
-        self.position = torch.tensor([prompt], device=device)
+            self.ids = out.logits[:, -1:].argmax(-1)
+            self.position = torch.tensor([prompt], device=device)
         self.graph = None
         if device == "cuda":
             stream = torch.cuda.Stream()
@@ -209,20 +209,23 @@ class GraphedDecoder:
 
     def rewind(self) -> None:
         """Back to the end of the prompt (newer transformers count cache length per layer)."""
-        self.position.fill_(self.prompt)
-        for layer in getattr(self.cache, "layers", ()):
-            if hasattr(layer, "cumulative_length"):
-                layer.cumulative_length.fill_(self.prompt)
+        with torch.inference_mode():  # the cache's tensors were made under it
+            self.position.fill_(self.prompt)
+            for layer in getattr(self.cache, "layers", ()):
+                if hasattr(layer, "cumulative_length"):
+                    layer.cumulative_length.fill_(self.prompt)
 
     def graph_error(self) -> float:
         """Relative difference of one replayed step's logits from an eager step."""
         if self.graph is None:
             return 0.0
-        ids = self.ids.clone()
+        with torch.inference_mode():
+            ids = self.ids.clone()
         self.rewind()
         self.graph.replay()
-        replayed = self.logits.float().clone()
-        self.ids.copy_(ids)
+        with torch.inference_mode():
+            replayed = self.logits.float().clone()
+            self.ids.copy_(ids)
         self.rewind()
         self._step()
         eager = self.logits.float()
