@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,15 +35,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from surgeon.analyzers import Analysis, analyze
-from surgeon.analyzers.importance.criteria import CRITERIA, score_group
 from surgeon.analyzers.names import ParameterNames
-from surgeon.errors import InputError, PlanError, SurgeonError
+from surgeon.errors import SurgeonError
 from surgeon.persist import INDEX, MANIFEST, WEIGHTS, write_description
 from surgeon.plan import Plan
-from surgeon.planner import PlanOptions, make_plan
 from surgeon.rewriters import apply
 from surgeon.rewriters.resolve import kept_indices, resolve
-from surgeon.shards import ShardWriter, TensorEntry, open_checkpoint, read_rows, read_tensor
+from surgeon.shards import ShardWriter, TensorEntry, open_checkpoint, read_rows
+from surgeon.stream_plan import DiskParameters, given_plan, plan_options_for, scored_plan
 
 __all__ = ["StreamResult", "prune_checkpoint"]
 
@@ -74,6 +74,7 @@ class StreamResult:
     plain_from_pretrained: bool
     criterion: dict[str, str] = field(default_factory=dict)  # group -> criterion used
     seconds: dict[str, float] = field(default_factory=dict)  # per phase
+    peak_rss_gb: dict[str, float] = field(default_factory=dict)  # the process's peak after each
 
     def __str__(self) -> str:
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
@@ -87,6 +88,11 @@ class StreamResult:
                 f"plain from_pretrained: {'yes' if self.plain_from_pretrained else 'no'}",
                 f"time: {phases}",
             ]
+            + (
+                [f"peak RSS after each phase (GB): {memory}"]
+                if (memory := ", ".join(f"{k} {v:.2f}" for k, v in self.peak_rss_gb.items()))
+                else []
+            )
         )
 
 
@@ -148,23 +154,26 @@ def prune_checkpoint(
             f"'{src}' was written by surgeon ({MANIFEST}); streaming surgery starts from an "
             "original Hugging Face checkpoint: cut that one with the combined plan instead"
         )
-    given = _given_plan(plan, ratio, plan_options)
-    options = None if given is not None else _options(ratio, criterion, plan_options)
+    given = given_plan(plan, ratio, plan_options)
+    options = None if given is not None else plan_options_for(ratio, criterion, plan_options)
     entries = open_checkpoint(src)
     model = load_directory(src, weights=False)
     analysis = analyze(model)
     seconds = {"analysis": time.perf_counter() - started}
+    memory = {"analysis": _peak_rss_gb()}
     started = time.perf_counter()
     used: dict[str, str] = {}
     if given is None:
-        weights = _DiskParameters(entries, ParameterNames(model).tied)
-        plan, used = _plan(analysis, weights, options, criterion, seed, progress)
+        weights = DiskParameters(entries, ParameterNames(model).tied)
+        plan, used = scored_plan(analysis, weights, options, criterion, seed, progress)
     else:
         plan = given
     seconds["scoring"] = time.perf_counter() - started
+    memory["scoring"] = _peak_rss_gb()
     started = time.perf_counter()
     jobs, before = _jobs(model, analysis, plan, entries)
     seconds["cut on meta"] = time.perf_counter() - started
+    memory["cut on meta"] = _peak_rss_gb()
     started = time.perf_counter()
     temporary = out.parent / f".{out.name}.partial-{os.getpid()}"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +188,7 @@ def prune_checkpoint(
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     seconds["writing"] = time.perf_counter() - started
+    memory["writing"] = _peak_rss_gb()
     return StreamResult(
         out,
         plan,
@@ -190,87 +200,18 @@ def prune_checkpoint(
         loadable,
         used,
         seconds,
+        {k: v for k, v in memory.items() if v is not None},
     )
 
 
-def _given_plan(
-    plan: Plan | Mapping[str, Any] | str | Path | None,
-    ratio: float | None,
-    plan_options: dict[str, Any],
-) -> Plan | None:
-    if plan is None:
+def _peak_rss_gb() -> float | None:
+    """The process's peak resident set so far (what ``/usr/bin/time -v`` reports)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
         return None
-    if ratio is not None or plan_options:
-        raise InputError("give either plan=... or ratio/params and plan options, not both")
-    return _coerce_plan(plan)
-
-
-def _options(ratio: float | None, criterion: str, plan_options: dict[str, Any]) -> PlanOptions:
-    """Checked before anything is read: streaming can only use weight-only criteria."""
-    unknown = set(plan_options) - PlanOptions.names()
-    if unknown:
-        raise InputError(
-            f"unknown option(s) {sorted(unknown)}; plan options are {sorted(PlanOptions.names())}"
-        )
-    options = PlanOptions(ratio=ratio, **plan_options)
-    if criterion not in CRITERIA:
-        raise InputError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
-    if CRITERIA[criterion].needs_calibration or options.layers:
-        raise InputError(
-            f"streaming surgery scores from the weights alone: criterion '{criterion}'"
-            f"{' and layers=...' if options.layers else ''} need calibration data; use "
-            "magnitude, magnitude-l1 or random, or pass a plan made elsewhere (plan=...)"
-        )
-    return options
-
-
-def _plan(
-    analysis: Analysis,
-    weights: _DiskParameters,
-    options: PlanOptions,
-    criterion: str,
-    seed: int,
-    progress: bool,
-) -> tuple[Plan, dict[str, str]]:
-    """Scores of every group to cut, from tensors read off disk one at a time, as
-    ``surgeon.prune`` scores them in memory; then the planner."""
-    generator = torch.Generator().manual_seed(seed)
-    groups = [g for g in analysis.prunable if g.kind in options.kinds]
-    scores, used = {}, {}
-    for group in tqdm(groups, desc="scoring", unit="group", disable=not progress):
-        scores[group.id], used[group.id] = score_group(weights, group, criterion, None, generator)
-    return make_plan(analysis, scores, options), used
-
-
-def _coerce_plan(plan: Plan | Mapping[str, Any] | str | Path) -> Plan:
-    if isinstance(plan, (str, Path)):
-        path = Path(plan)
-        if not path.is_file():
-            raise InputError(f"plan file '{path}' does not exist")
-        try:
-            return Plan.from_json(path.read_text())
-        except ValueError as error:
-            raise PlanError(f"{path}: not a plan ({error})") from error
-    if isinstance(plan, Mapping) and "format_version" in plan:
-        return Plan.from_dict(plan)
-    return Plan.coerce(plan)
-
-
-class _DiskParameters:
-    """Stands in for the model when a weight-only criterion asks for a parameter:
-    the tensor is read from the checkpoint then, and dropped once scored."""
-
-    def __init__(self, entries: dict[str, TensorEntry], tied: dict[str, str]) -> None:
-        self._entries = entries
-        self._names: dict[str, list[str]] = {}
-        for alias, first in tied.items():
-            self._names.setdefault(first, [first]).append(alias)
-
-    def get_parameter(self, name: str) -> torch.Tensor:
-        for candidate in self._names.get(name, [name]):
-            if candidate in self._entries:
-                return read_tensor(self._entries[candidate])
-        raise SurgeonError(f"the checkpoint has no tensor '{name}' to score")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak * (1 if sys.platform == "darwin" else 1024) / 1e9
 
 
 def _jobs(
