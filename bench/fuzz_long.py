@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--failures",
         help="where failing specs are saved (JSON); default: "
-        f"{KNOWN_FAILURES.relative_to(ROOT)} with --write, else a temporary file",
+        f"{_shown(str(KNOWN_FAILURES))} with --write, else a temporary file",
     )
     parser.add_argument(
         "--write",
