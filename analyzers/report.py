@@ -58,6 +58,12 @@ def summary_table(analysis: Analysis) -> str:
             "removing units changes more than masking (norm statistics) in: "
             + ", ".join(g.id for g in inexact)
         )
+    whole = [(g, level, why) for g in analysis.prunable for level, why in g.whole_levels]
+    if whole:
+        lines.append("")
+        lines.append("levels kept whole (a size written into the code):")
+        for group, level, why in whole:
+            lines.append(f"  {group.id} level {level}: {why}")
     if analysis.blocks:
         removable = [b for b in analysis.blocks if b.removable]
         containers = sorted({b.container for b in analysis.blocks})

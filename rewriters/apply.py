@@ -103,7 +103,8 @@ def _check_pinned_outputs(captured, analysis: Analysis) -> None:
     output = next(n for n in captured.graph.nodes if n.op == "output")
     leaves = pytree.tree_leaves(output.args)
     for index, label, shape in analysis.pinned_outputs:
-        value = leaves[index].meta.get("val") if index < len(leaves) else None
+        leaf = leaves[index] if index < len(leaves) else None
+        value = leaf.meta.get("val") if isinstance(leaf, torch.fx.Node) else None
         new = tuple(value.shape) if isinstance(value, torch.Tensor) else None
         if new != shape:
             raise RewriteError(

@@ -246,6 +246,7 @@ def test_a_size_written_beside_minus_one_is_kept_whole():
     assert [lv.name for lv in group.levels] == ["u0", "u1"]
     ((level, why),) = group.whole_levels
     assert level == "u0" and "aten.view.default" in why and "beside a -1" in why
+    assert "mlp level u0: aten.view.default" in analysis.summary()
     with pytest.raises(surgeon.PlanError, match="written into the code beside a -1"):
         surgeon.apply(model, {group.id: [4, 5, 6, 7]}, analysis=analysis)
     report, pruned, _ = cut_and_verify(model, x, {group.id: [0, 2, 4, 6]})  # the inferred level
