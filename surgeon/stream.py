@@ -224,17 +224,17 @@ def _jobs(
     module. Returns the jobs and the parameter count before the cut."""
     slices = kept_indices(resolve(plan, analysis))
     before = sum(p.numel() for p in model.parameters())
-    original_names = set(model.state_dict()) | set(ParameterNames(model).tied)
-    modules = [m for _, m in model.named_modules(remove_duplicate=False)]  # alive past apply
-    old_paths = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
-    apply(model, plan, inplace=True, analysis=analysis)
-    unknown = sorted(set(entries) - original_names)
+    names = ParameterNames(model)
+    unknown = sorted(set(entries) - set(model.state_dict()) - set(names.tied))
     if unknown:
         raise SurgeonError(
             f"checkpoint tensors {unknown[:5]} are not parameters or buffers of the model "
             "config.json builds; checkpoints whose names are converted at load time "
             "(per-expert MoE weights, older layouts) cannot be streamed"
         )
+    modules = [m for _, m in model.named_modules(remove_duplicate=False)]  # alive past apply
+    old_paths = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
+    apply(model, plan, inplace=True, analysis=analysis)
     tied = ParameterNames(model).tied
     new_modules = dict(model.named_modules(remove_duplicate=False))
     jobs = []
@@ -244,7 +244,8 @@ def _jobs(
         module_path, _, attr = name.rpartition(".")
         old_module = old_paths.get(id(new_modules.get(module_path)), module_path)
         source_name = f"{old_module}.{attr}" if old_module else attr
-        source = entries.get(source_name)
+        stored = (source_name, *names.aliases.get(source_name, ()))  # a tied one: any name
+        source = next((entries[n] for n in stored if n in entries), None)
         if source is None:
             raise SurgeonError(
                 f"the checkpoint has no tensor '{source_name}' (needed for '{name}' of the cut "

@@ -8,11 +8,13 @@ import pytest
 import torch
 import transformers as hf
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 import surgeon
 import surgeon.shards
 import surgeon.stream
 from surgeon.rewriters.resolve import units_of
+from surgeon.shards import ShardWriter, open_checkpoint, read_rows, read_tensor
 from tests.zoo import DECODER, HF_MODELS, _build
 
 
@@ -141,3 +143,38 @@ def test_criteria_that_need_calibration_are_refused(tmp_path):
     with pytest.raises(surgeon.InputError, match="need calibration data"):
         surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, criterion="taylor")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_shard_writer_and_reader_round_trip_through_safetensors(tmp_path, monkeypatch):
+    monkeypatch.setattr(surgeon.shards, "CHUNK_BYTES", 40)  # two rows of "a"
+    values = {
+        "a": torch.randn(7, 5),
+        "b": torch.randn(3, 4, 6).to(torch.bfloat16),
+        "scalar": torch.tensor(3, dtype=torch.int64),
+        "mask": torch.rand(9) > 0.5,
+    }
+    dtypes = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64", torch.bool: "BOOL"}
+    writer = ShardWriter(
+        tmp_path / "model.safetensors", [(k, dtypes[v.dtype], v.shape) for k, v in values.items()]
+    )
+    for value in values.values():  # in slabs of two rows, as streaming writes them
+        for slab in value.split(2) if value.dim() else [value]:
+            writer.write(slab)
+    writer.close()
+    loaded = load_file(tmp_path / "model.safetensors")
+    assert all(torch.equal(loaded[k], v) for k, v in values.items())
+    entries = open_checkpoint(tmp_path)
+    assert list(entries) == list(values)
+    assert all(torch.equal(read_tensor(entries[k]), v) for k, v in values.items())
+    rows = [0, 1, 2, 5, 6]
+    slabs = list(read_rows(entries["a"], rows))
+    assert len(slabs) == 3 and torch.equal(torch.cat(slabs), values["a"][rows])
+
+
+def test_a_short_shard_or_a_directory_without_weights_is_an_error(tmp_path):
+    writer = ShardWriter(tmp_path / "x.safetensors", [("a", "F32", (4,))])
+    writer.write(torch.zeros(3))
+    with pytest.raises(surgeon.SurgeonError, match="wrote 12 bytes of tensor data, expected 16"):
+        writer.close()
+    with pytest.raises(surgeon.SurgeonError, match="no model.safetensors"):
+        open_checkpoint(tmp_path)
