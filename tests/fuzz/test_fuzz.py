@@ -1,8 +1,9 @@
 """Property-based fuzzing of analyze -> apply -> verify over random architectures.
 
-For every drawn architecture (``tests/fuzz/architectures.py`` lists the modules) and a random
-plan over its prunable groups (sometimes removing blocks, sometimes cutting in
-place) exactly one of these must hold:
+For every drawn architecture (``tests/fuzz/architectures.py`` lists the
+modules that draw, build and check them) and a random plan over its prunable
+groups (sometimes removing blocks, sometimes cutting in place) exactly one of
+these must hold:
 
 * the cut model verifies against the masked original (max rel error <= 1e-5
   in fp32), where a mismatch is allowed only when it is wholly explained by
