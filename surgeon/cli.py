@@ -261,7 +261,9 @@ def _parser() -> argparse.ArgumentParser:
         help="uniform widths and head counts that plain from_pretrained can load",
     )
     prune.add_argument("--allocation", default="global", choices=("global", "adaptive"))
-    prune.add_argument("--round-to", type=int, default=1)
+    prune.add_argument(
+        "--round-to", type=int, default=None, help="kept channels a multiple of N (default: auto)"
+    )
     prune.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
     prune.add_argument("--compensate", choices=("refit",), default=None)
     prune.add_argument("--samples", type=int, default=64)
@@ -289,7 +291,9 @@ def _parser() -> argparse.ArgumentParser:
         help="uniform widths and head counts that plain from_pretrained can load",
     )
     stream.add_argument("--allocation", default="global", choices=("global", "adaptive"))
-    stream.add_argument("--round-to", type=int, default=1)
+    stream.add_argument(
+        "--round-to", type=int, default=None, help="kept channels a multiple of N (default: auto)"
+    )
     stream.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
     stream.add_argument("--heads", choices=("kv", "q"), default="kv")
     stream.add_argument("--ignore", nargs="+", default=[], help="group ids or module prefixes")
