@@ -58,6 +58,10 @@ def draw_trial(analysis: surgeon.Analysis, c) -> Trial:
 
 
 def _grid(group: surgeon.Group, c) -> list[int] | None:
+    """Levels the group keeps whole (``whole_levels``, refused otherwise; the
+    refusal has its regression test) are drawn as before, then kept whole, so
+    the other levels get cut and verified, and the draws stay the same."""
+    whole = dict(group.whole_levels)
     for _ in range(4):
         kept = {}
         for level in group.levels:
@@ -66,6 +70,8 @@ def _grid(group: surgeon.Group, c) -> list[int] | None:
             else:
                 count = c.int(1, level.size)
                 kept[level.name] = tuple(c.sample(level.size, count))
+            if level.name in whole:
+                kept[level.name] = tuple(range(level.size))
         if math.prod(len(k) for k in kept.values()) >= group.min_units:
             return units_of(kept, group)
     return None
