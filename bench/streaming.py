@@ -138,8 +138,8 @@ def check_slices(src: Path, out: Path) -> str:
     down = tensor(src, prefix + "down_proj.weight")[:, kept]
     down_ok = torch.equal(tensor(out, prefix + "down_proj.weight"), down)
     return (
-        f"layer 0 keeps {len(kept)} of 8192 MLP channels; gate_proj and down_proj equal the "
-        f"source's kept slices: {'yes' if gate_ok and down_ok else 'NO'}"
+        f"layer 0 keeps {len(kept)} of 8192 MLP channels; its gate_proj and down_proj\n"
+        f"  equal the source's kept slices: {'yes' if gate_ok and down_ok else 'NO'}"
     )
 
 
@@ -178,40 +178,58 @@ def table(runs: dict) -> str:
     return "\n".join(rows)
 
 
+def phases(stdout: str) -> str:
+    """The prune's own per-phase report as a table: seconds and peak RSS so far."""
+    times = re.search(r"^time: (.+)$", stdout, re.M)
+    memory = re.search(r"^peak RSS after each phase \(GB\): (.+)$", stdout, re.M)
+    if not times or not memory:
+        return "(the prune printed no per-phase report)"
+    seconds = dict(part.rsplit(" ", 2)[:2] for part in times.group(1).split(", "))
+    peaks = dict(part.rsplit(" ", 1) for part in memory.group(1).split(", "))
+    rows = ["| phase | s | peak RSS so far GB |", "|---|---|---|"]
+    rows += [f"| {name} | {seconds[name]} | {peaks.get(name, '—')} |" for name in seconds]
+    return "\n".join(rows)
+
+
 def section(runs: dict, sizes: dict, check: str, generate_s: float, total_s: float) -> str:
     prune = runs["prune"]
-    phases = re.search(r"^time: (.+)$", prune["stdout"], re.M)
     params = re.search(r"^parameters: (.+)$", prune["stdout"], re.M)
     verdict = "met" if prune["rss_gb"] < GOAL_GB else "not met"
     return f"""{SECTION}
 
-Goal: cut a Llama-3.2-3B-shaped bf16 checkpoint (about 6 GB on disk) on a 24 GB machine
-with peak RSS under {GOAL_GB} GB. Measured here: {prune["rss_gb"]:.2f} GB peak RSS in
-{prune["wall_s"]:.0f} s: {verdict}.
+Goal: cut a Llama-3.2-3B-shaped bf16 checkpoint (about 6 GB on disk) on a 24 GB
+machine with peak RSS under {GOAL_GB} GB. Measured here:
+{prune["rss_gb"]:.2f} GB peak RSS, {prune["wall_s"]:.0f} s: {verdict}.
 
 {table(runs)}
 
-- Checkpoint: Llama-3.2-3B shape (hidden 3072, 28 layers, 24 query / 8 KV heads of 128,
-  MLP 8192, vocab 128256), embeddings tied as in Llama-3.2-3B, bf16, random values,
-  generated on disk in ~2 GB shards slab by slab ({generate_s:.0f} s). Input
-  {sizes["in"] / 1e9:.2f} GB in {sizes["in_shards"]} shards; output
-  {sizes["out"] / 1e9:.2f} GB in {sizes["out_shards"]} shards.
-- The cut: 20% of the block parameters, MLP channels only, magnitude scores (L2 norms
-  of each channel's rows and columns), global allocation; parameters
-  {params.group(1) if params else "?"}. Phases inside the prune process:
-  {phases.group(1) if phases else "?"}.
-- {check}.
-- Peak RSS is "Maximum resident set size" from `/usr/bin/time -v` (1 GB = 10^9 bytes);
-  each process is fresh, so every row includes Python start-up and the imports of torch
-  and transformers. The imports and the meta analysis account for most of the
-  streaming prune's peak; the tensors add one slab (64 MB) and, while scoring, one
-  MLP matrix in float64.
-- Tensors are read with plain file I/O at the header's offsets (no memory mapping:
-  touched mapped pages would count in RSS), sliced, and appended to output shards
-  whose headers are computed up front; uncut tensors are copied in 64 MB chunks.
-- Machine: {machine()}. Versions: {versions()}.
-- Command: `python bench/streaming.py --write` (whole script: {total_s:.0f} s wall; the
-  checkpoints live under /tmp and are deleted at the end).
+Inside the prune process (its own report):
+
+{phases(prune["stdout"])}
+
+- Checkpoint: Llama-3.2-3B shape (hidden 3072, 28 layers, 24 query / 8 KV heads of
+  128, MLP 8192, vocab 128256), embeddings tied as in Llama-3.2-3B, bf16, random
+  values, generated on disk in ~2 GB shards slab by slab ({generate_s:.0f} s).
+  Input: {sizes["in"] / 1e9:.2f} GB in {sizes["in_shards"]} shards.
+  Output: {sizes["out"] / 1e9:.2f} GB in {sizes["out_shards"]} shards.
+- The cut: 20% of the block parameters, MLP channels only, magnitude scores (L2
+  norms of each channel's rows and columns), global allocation. Parameters:
+  {params.group(1) if params else "?"}.
+- Check: {check}.
+- Peak RSS is "Maximum resident set size" from `/usr/bin/time -v` (1 GB = 10^9
+  bytes). Each process is fresh, so every row includes Python start-up and the
+  imports of torch and transformers. The imports and the analysis on meta account
+  for most of the prune's peak. Scoring adds one MLP matrix in float64 (magnitude
+  runs the criterion code of `surgeon.prune` on each tensor as it is read), and
+  writing adds one slab of at most 64 MB.
+- Tensors are read with plain file I/O at the header's offsets. There is no memory
+  mapping, because touched mapped pages would count in RSS. They are sliced and
+  appended to output shards whose headers are computed up front; uncut tensors are
+  copied in 64 MB chunks.
+- Machine: {machine()}.
+- Versions: {versions()}.
+- Command: `python bench/streaming.py --write` (whole script: {total_s:.0f} s wall).
+  The checkpoints live under /tmp and are deleted at the end.
 """
 
 
