@@ -82,6 +82,9 @@ def variants() -> dict[str, Variant]:
             for step in (1, 8, 64, 128, 256):
                 options = dict(allocation=allocation, round_to=step)
                 table.append(Variant(f"{allocation}-r{step}-{pct}", ratio, options))
+        for allocation in ("uniform", "global"):
+            heads = dict(allocation=allocation, kinds=("mlp", "attention"))
+            table.append(Variant(f"{allocation}-heads-{pct}", ratio, heads))
         table.append(Variant(f"tp-{pct}", ratio, torch_pruning_widths=True))
     return {v.name: v for v in table}
 
@@ -117,20 +120,20 @@ def prune(model, analysis, scores, variant: Variant):
 def shape_summary(model) -> dict:
     """Parameters, MLP widths and the FLOPs of one 2048-token prefill."""
     mlp_widths = [layer.mlp.gate_proj.out_features for layer in model.model.layers]
+    head_dim = model.config.head_dim
+    kv_heads = [layer.self_attn.k_proj.out_features // head_dim for layer in model.model.layers]
     params = sum(p.numel() for p in model.parameters())
     block = sum(
         m.weight.numel() for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear)
     )
-    return {"params": params, "block_linear": block, "mlp_widths": mlp_widths}
+    return {"params": params, "block_linear": block, "mlp_widths": mlp_widths, "kv_heads": kv_heads}
 
 
 def prefill_flops(summary: dict, model, tokens: int) -> float:
     """Matrix-product FLOPs of a causal prefill that computes the last logits only."""
-    config = model.config
     q_width = sum(layer.self_attn.q_proj.out_features for layer in model.model.layers)
     attention = 2 * tokens * tokens * q_width  # QK^T and AV, halved by the causal mask
     head = 2 * model.lm_head.weight.numel()
-    del config
     return 2 * summary["block_linear"] * tokens + attention + head
 
 
@@ -256,9 +259,16 @@ def measure(model, variant: Variant, args, compiled: bool) -> dict:
         result[f"decode_b{batch}_tok_s"], result[f"decode_b{batch}_graph_error"] = decode(
             model, batch, args.device, args.repeat
         )
-    if compiled:
-        fast = torch.compile(model)
+    if compiled:  # inductor's fused kernels; decode steps still replayed as CUDA graphs
+        torch._dynamo.config.automatic_dynamic_shapes = False  # one static graph per shape
+        torch._dynamo.config.cache_size_limit = 64
+        fast = torch.compile(model, dynamic=False)
         result["prefill_compiled_ms"] = prefill_ms(fast, tokens, args.device, args.repeat)
+        for batch in (1, 16):
+            result[f"decode_b{batch}_compiled_tok_s"], error = decode(
+                fast, batch, args.device, args.repeat
+            )
+            result[f"decode_b{batch}_compiled_graph_error"] = error
         torch._dynamo.reset()
     return result
 
@@ -300,32 +310,55 @@ def run(args) -> list[dict]:
     return results
 
 
+def _range(values: list[int]) -> str:
+    distinct = sorted(set(values))
+    if len(distinct) == 1:
+        return str(distinct[0])
+    return f"{distinct[0]}..{distinct[-1]} ({len(distinct)})"
+
+
+def _speedup(r: dict, dense: dict, key: str, higher_is_faster: bool) -> str:
+    if key not in r or key not in dense:
+        return "-"
+    ratio = r[key] / dense[key] if higher_is_faster else dense[key] / r[key]
+    return f"{ratio:.2f}x"
+
+
 def report(results: list[dict]) -> str:
+    """Two markdown tables: eager, and torch.compile where it was measured."""
     dense = next(r for r in results if r["variant"]["name"] == "dense")
-    rows = [
-        "| shape | MLP widths | params | FLOP ratio | prefill ms | prefill speedup "
-        "| compiled prefill speedup | decode b1 tok/s | b1 speedup | param ratio "
-        "| decode b16 tok/s | b16 speedup |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    head = (
+        "| shape | MLP widths | KV heads | params | param ratio | FLOP ratio "
+        "| prefill ms | prefill speedup | (/ FLOP ratio) | decode b1 tok/s | b1 speedup "
+        "| (/ param ratio) | decode b16 tok/s | b16 speedup |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    eager, compiled = [head], [head]
     for r in results:
-        widths = sorted(set(r["mlp_widths"]))
-        shown = f"{widths[0]}" if len(widths) == 1 else f"{widths[0]}..{widths[-1]} ({len(widths)})"
-        compiled = (
-            f"{dense['prefill_compiled_ms'] / r['prefill_compiled_ms']:.2f}x"
-            if "prefill_compiled_ms" in r and "prefill_compiled_ms" in dense
-            else "-"
+        params = dense["params"] / r["params"]
+        flops = dense["prefill_flops"] / r["prefill_flops"]
+        shape = (
+            f"| {r['variant']['name']} | {_range(r['mlp_widths'])} "
+            f"| {_range(r.get('kv_heads', [0]))} "
+            f"| {_count(r['params'])} | {params:.2f}x | {flops:.2f}x "
         )
-        rows.append(
-            f"| {r['variant']['name']} | {shown} | {_count(r['params'])} "
-            f"| {dense['prefill_flops'] / r['prefill_flops']:.2f}x | {r['prefill_ms']:.1f} "
-            f"| {dense['prefill_ms'] / r['prefill_ms']:.2f}x | {compiled} "
-            f"| {r['decode_b1_tok_s']:.0f} "
-            f"| {r['decode_b1_tok_s'] / dense['decode_b1_tok_s']:.2f}x "
-            f"| {dense['params'] / r['params']:.2f}x | {r['decode_b16_tok_s']:.0f} "
-            f"| {r['decode_b16_tok_s'] / dense['decode_b16_tok_s']:.2f}x |"
-        )
-    return "\n".join(rows)
+        for rows, suffix in ((eager, ""), (compiled, "_compiled")):
+            prefill_key, b1_key = f"prefill{suffix}_ms", f"decode_b1{suffix}_tok_s"
+            if prefill_key not in r:
+                continue
+            prefill = dense.get(prefill_key, float("nan")) / r[prefill_key]
+            b1 = r[b1_key] / dense.get(b1_key, float("nan"))
+            rows.append(
+                shape + f"| {r[prefill_key]:.1f} | {prefill:.2f}x | {prefill / flops:.2f} "
+                f"| {r[b1_key]:.0f} | {b1:.2f}x | {b1 / params:.2f} "
+                f"| {r[f'decode_b16{suffix}_tok_s']:.0f} "
+                f"| {_speedup(r, dense, f'decode_b16{suffix}_tok_s', True)} |"
+            )
+    text = "Eager (decode steps replayed as CUDA graphs):\n\n" + "\n".join(eager)
+    if len(compiled) > 1:
+        text += "\n\n`torch.compile` (inductor; decode steps replayed as CUDA graphs):\n\n"
+        text += "\n".join(compiled)
+    return text
 
 
 def _count(params: int) -> str:
