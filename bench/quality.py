@@ -105,7 +105,7 @@ def run_model(name: str, args, log) -> list[dict]:
         progress=False,
     )
     _say(f"{name}: dense perplexity {dense:.3f}, calibration {time.time() - started:.0f} s")
-    rows = []
+    rows, uncompensated = [], {}
     removable = len([b for b in analysis.blocks if b.removable])
     for ratio in args.ratios:
         for label, options in recipes(name, ratio, removable):
@@ -134,9 +134,15 @@ def run_model(name: str, args, log) -> list[dict]:
             row["scored_by"] = ", ".join(used) if used else "block influence"
             row["params"] = report.params_after / report.params_before
             row["block_removed"] = _block_removed(analysis, model, result.model)
+            key = (ratio, label, row["allocation"])
             if report.compensation and report.compensation.endswith("(0 layers)"):
                 row["compensation"] += " (no-op: no nn.Linear consumer)"
-            row["relative"] = perplexity(result.model, held_out) / dense
+                if key in uncompensated:  # the same model as the uncompensated row
+                    row["relative"] = uncompensated[key]
+            if "relative" not in row:
+                row["relative"] = perplexity(result.model, held_out) / dense
+            if not options.get("compensate"):
+                uncompensated[key] = row["relative"]
             rows.append(_log(log, row))
         rows += _torch_pruning(name, model, stats, batches, held_out, dense, ratio, log)
     return rows
@@ -156,7 +162,13 @@ def _torch_pruning(name, model, stats, batches, held_out, dense, ratio, log) -> 
             label = f"Torch-Pruning {importance} ({'heads + neurons' if heads else 'neurons'})"
             row = {"model": name, "ratio": ratio, "method": label, "dense": dense}
             row.update(allocation="uniform", compensation="none", scored_by=importance)
-            tp = tp_prune(base, importance, ratio, heads, batches[0][:1, :16])
+            if name in _TP_HUNG:  # one run that hung is enough to know
+                row["error"] = f"not run: {_TP_HUNG[name]} on an earlier row"
+                rows.append(_log(log, row))
+                continue
+            tp = tp_prune(base, importance, ratio, heads, batches[0][:1, :16], TP_LIMIT)
+            if tp.error and tp.error.startswith("no answer"):
+                _TP_HUNG[name] = tp.error
             if tp.error:
                 row["error"] = tp.error
             else:
@@ -167,6 +179,10 @@ def _torch_pruning(name, model, stats, batches, held_out, dense, ratio, log) -> 
                 row["relative"] = perplexity(tp.model, held_out) / dense
             rows.append(_log(log, row))
     return rows
+
+
+TP_LIMIT = 180  # seconds for one Torch-Pruning run (tracing, scoring, cutting)
+_TP_HUNG: dict[str, str] = {}
 
 
 def _block_removed(analysis, model, pruned) -> float:

@@ -16,6 +16,8 @@ sdpa TP's trace of these models fails (../shared/docs/field-notes.md).
 from __future__ import annotations
 
 import copy
+import signal
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,10 +59,37 @@ def _block_params(model: nn.Module) -> tuple[int, int]:
     return attention, mlp
 
 
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Timeout
+
+
 def tp_prune(
-    base: nn.Module, importance: str, target: float, heads: bool, example: torch.Tensor
+    base: nn.Module,
+    importance: str,
+    target: float,
+    heads: bool,
+    example: torch.Tensor,
+    limit: int = 300,
 ) -> TPResult:
-    """Prune a copy of ``base`` to remove ``target`` of its block parameters."""
+    """Prune a copy of ``base`` to remove ``target`` of its block parameters;
+    a run that gives no answer within ``limit`` seconds is reported as such."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(limit)
+    started = time.time()
+    try:
+        return _prune(base, importance, target, heads, example)
+    except _Timeout:
+        return TPResult(None, 0.0, f"no answer within {time.time() - started:.0f} s")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _prune(base, importance, target, heads, example) -> TPResult:
     import torch_pruning as tp
 
     attention0, mlp0 = _block_params(base)
@@ -71,6 +100,8 @@ def tp_prune(
     for _ in range(2):  # second pass: correct the MLP ratio for the heads TP removed
         try:
             result = _run(tp, base, importance, mlp_ratio, head_ratio, heads, example)
+        except _Timeout:
+            raise
         except Exception as error:  # noqa: BLE001 - reported in the table
             last = traceback.extract_tb(error.__traceback__)[-1]
             where = f"{Path(last.filename).name}:{last.lineno}"
