@@ -43,9 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 WIDTH = {"tiny-llama": ("mlp",), "tiny-moe": ("expert_mlp",)}
 COMPENSATIONS = (None, "bias", "refit")
-# The recipe surgeon.prune recommends (README "Pruning quality"): OBS scores,
+# The recipe surgeon.prune recommends (README "Pruning quality"): FLAP scores,
 # global allocation, least-squares refit with an intercept.
-RECIPE = {"criterion": "obs", "allocation": "global", "compensate": "refit+bias"}
+RECIPE = {"criterion": "flap", "allocation": "global", "compensate": "refit+bias"}
 
 
 def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
@@ -57,7 +57,7 @@ def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
         for compensate in COMPENSATIONS
     ]
     rows += [
-        ("**recipe**: obs + refit+bias", {**RECIPE, "kinds": width}),
+        ("**recipe**: flap + refit+bias", {**RECIPE, "kinds": width}),
         (
             "anchor: LLM-Pruner-style Taylor (neurons, uniform)",
             {"criterion": "taylor", "kinds": width, "allocation": "uniform"},
@@ -109,6 +109,8 @@ def run_model(name: str, args, log) -> list[dict]:
     removable = len([b for b in analysis.blocks if b.removable])
     for ratio in args.ratios:
         for label, options in recipes(name, ratio, removable):
+            if args.only and not any(word in label for word in args.only):
+                continue
             options = dict(options)
             layers = options.get("layers", 0)
             row = {"model": name, "ratio": ratio, "method": label, "dense": dense}
@@ -144,7 +146,8 @@ def run_model(name: str, args, log) -> list[dict]:
             if not options.get("compensate"):
                 uncompensated[key] = row["relative"]
             rows.append(_log(log, row))
-        rows += _torch_pruning(name, model, stats, batches, held_out, dense, ratio, log)
+        if not args.only or any("Torch-Pruning".startswith(w) for w in args.only):
+            rows += _torch_pruning(name, model, stats, batches, held_out, dense, ratio, log)
     return rows
 
 
@@ -280,13 +283,19 @@ def main() -> None:
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.2, 0.5])
     parser.add_argument("--windows", type=int, default=64)
     parser.add_argument("--json", default="bench/quality-rows.jsonl", help="rows, appended")
-    parser.add_argument("--from-json", help="render a saved run instead of running")
+    parser.add_argument("--only", nargs="+", help="run only rows whose label has one of these")
+    parser.add_argument(
+        "--from-json", nargs="+", help="render saved runs (rows merged in order) instead"
+    )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     started = time.time()
     if args.from_json:
-        saved = [json.loads(line) for line in Path(args.from_json).read_text().splitlines()]
+        saved = [
+            json.loads(line) for f in args.from_json for line in Path(f).read_text().splitlines()
+        ]
+        saved.sort(key=lambda r: r["ratio"])  # stable: each file's order within a ratio
         by_model = {name: [r for r in saved if r["model"] == name] for name in args.models}
         seconds = None
     else:
