@@ -146,9 +146,12 @@ def _prune_checkpoint(args: argparse.Namespace) -> int:
     from surgeon.stream import prune_checkpoint
 
     if args.plan is not None:
+        defaults = args.planning_defaults
         given = [o for o in ("ratio", "params") if getattr(args, o) is not None]
+        given += [dest for dest, default in defaults.items() if getattr(args, dest) != default]
         if given:
-            raise SurgeonError(f"--plan replaces --{given[0]}: give one of them")
+            flag = "--" + given[0].replace("_", "-")
+            raise SurgeonError(f"--plan replaces the planning options: drop {flag}")
         result = prune_checkpoint(args.path, args.output, plan=args.plan, progress=args.progress)
     else:
         if args.ratio is None and args.params is None:
@@ -301,7 +304,12 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
-    stream.set_defaults(run=_prune_checkpoint)
+    planning = ("criterion", "uniform", "hf_loadable", "allocation", "round_to", "kinds")
+    planning += ("heads", "ignore", "seed")
+    stream.set_defaults(
+        run=_prune_checkpoint,
+        planning_defaults={dest: stream.get_default(dest) for dest in planning},
+    )
     check = commands.add_parser("verify", help="check a saved cut against its original")
     check.add_argument("original", help="the original model directory")
     check.add_argument("pruned", help="a directory written by surgeon.save / surgeon prune")

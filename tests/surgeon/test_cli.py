@@ -182,6 +182,10 @@ def test_prune_checkpoint_with_a_plan_for_another_model_fails_and_writes_nothing
     out = tmp_path / "out"
     result = run("prune-checkpoint", str(model), "--plan", str(plan), "-o", str(out))
     assert result.returncode == 1 and "made for another model" in result.stderr
+    mixed = run(
+        "prune-checkpoint", str(model), "--plan", str(plan), "--round-to", "8", "-o", str(out)
+    )
+    assert mixed.returncode == 1 and "drop --round-to" in mixed.stderr
     calibrated = run(
         "prune-checkpoint", str(model), "--ratio", "0.2", "--criterion", "taylor", "-o", str(out)
     )
