@@ -72,10 +72,10 @@ def _mark_sizes_beside_inferred(ctx: RuleContext, out) -> None:
     if 0 in in_shape or 0 in out_shape:
         return
     inferred = written.index(-1)
-    in_bounds = set(_prefix_products(in_shape))
     out_bounds = _prefix_products(out_shape)
-    start = max(b for b in in_bounds if b <= out_bounds[inferred])
-    end = min(b for b in in_bounds if b >= out_bounds[inferred + 1])
+    common = set(_prefix_products(in_shape)) & set(out_bounds)  # where both sides align
+    start = max(b for b in common if b <= out_bounds[inferred])
+    end = min(b for b in common if b >= out_bounds[inferred + 1])
     for i, size in enumerate(out_shape):
         beside = start <= out_bounds[i] and out_bounds[i + 1] <= end
         if i != inferred and beside and size > 1:
