@@ -27,7 +27,7 @@ from surgeon.analyzers.names import ParameterNames
 from surgeon.errors import SurgeonError
 from surgeon.plan import Plan
 
-__all__ = ["Provenance", "load", "save", "write_description"]
+__all__ = ["Provenance", "load", "read_manifest", "replay", "save", "write_description"]
 
 MANIFEST = "surgeon.json"
 WEIGHTS = "model.safetensors"
@@ -152,6 +152,21 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     the plans on (needed for non-Hugging-Face models); without it the original
     is built from the saved config."""
     path = Path(path)
+    manifest = read_manifest(path)
+    model = replay(manifest, model)
+    state = {k: _aligned(v) for k, v in _read_weights(path).items()}
+    _check_shapes(model, state, manifest)
+    model.load_state_dict(state, strict=False, assign=True)
+    for alias, target in manifest["aliases"].items():
+        module_name, _, attr = alias.rpartition(".")
+        setattr(model.get_submodule(module_name), attr, model.get_parameter(target))
+    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left:
+        raise SurgeonError(f"the weights in '{path}' have no values for {', '.join(left[:5])}")
+    return model.eval()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise SurgeonError(f"no {MANIFEST} in '{path}': not saved by surgeon.save")
@@ -160,6 +175,14 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
         raise SurgeonError(
             f"{manifest_path}: unsupported format_version {manifest.get('format_version')!r}"
         )
+    return manifest
+
+
+def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Module:
+    """The saved model's structure: ``model`` (or, for transformers classes, the
+    original rebuilt from the manifest with parameters on meta) with every plan
+    replayed in order. Its provenance is the saved one, so a further cut extends
+    the chain (streaming surgery cuts saved checkpoints this way)."""
     from surgeon.analyzers import analyze
     from surgeon.rewriters import apply
 
@@ -174,16 +197,14 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     for plan in (Plan.from_dict(p) for p in manifest["plans"]):
         analysis = analyze(model, inputs)
         model = apply(model, plan, inplace=True, check=False, analysis=analysis)
-    state = {k: _aligned(v) for k, v in _read_weights(path).items()}
-    _check_shapes(model, state, manifest)
-    model.load_state_dict(state, strict=False, assign=True)
-    for alias, target in manifest["aliases"].items():
-        module_name, _, attr = alias.rpartition(".")
-        setattr(model.get_submodule(module_name), attr, model.get_parameter(target))
-    left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
-    if left:
-        raise SurgeonError(f"the weights in '{path}' have no values for {', '.join(left[:5])}")
-    return model.eval()
+    provenance = Provenance.of(model)
+    if provenance is not None:
+        model.__dict__["_surgeon_provenance"] = dataclasses.replace(
+            provenance,
+            compensation=manifest.get("compensation"),
+            verified_cut=manifest.get("verified_cut"),
+        )
+    return model
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.names import ParameterNames
 from surgeon.errors import SurgeonError
-from surgeon.persist import INDEX, MANIFEST, WEIGHTS, write_description
+from surgeon.persist import INDEX, MANIFEST, WEIGHTS, read_manifest, replay, write_description
 from surgeon.plan import Plan
 from surgeon.rewriters import apply
 from surgeon.rewriters.resolve import kept_indices, resolve
@@ -149,15 +149,14 @@ def prune_checkpoint(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SurgeonError(f"output directory '{out}' is not empty")
-    if (src / MANIFEST).is_file():
-        raise SurgeonError(
-            f"'{src}' was written by surgeon ({MANIFEST}); streaming surgery starts from an "
-            "original Hugging Face checkpoint: cut that one with the combined plan instead"
-        )
     given = given_plan(plan, ratio, plan_options)
     options = None if given is not None else plan_options_for(ratio, criterion, plan_options)
     entries = open_checkpoint(src)
-    model = load_directory(src, weights=False)
+    model = (
+        replay(read_manifest(src))  # a saved cut: its structure, its chain of plans
+        if (src / MANIFEST).is_file()
+        else load_directory(src, weights=False)
+    )
     analysis = analyze(model)
     seconds = {"analysis": time.perf_counter() - started}
     memory = {"analysis": _peak_rss_gb()}

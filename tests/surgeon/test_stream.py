@@ -98,6 +98,26 @@ def test_a_streamed_cut_equals_the_in_memory_cut_bit_for_bit(
     assert torch.equal(logits(loaded, ids), logits(pruned, ids))
 
 
+def test_a_streamed_cut_can_be_streamed_again_and_the_plans_chain(tmp_path):
+    source = checkpoint(tmp_path)
+    model = hf.AutoModelForCausalLM.from_pretrained(source).eval()
+    analysis = surgeon.analyze(model)
+    first = mlp_and_kv_plan(analysis, remove_block=True)
+    once = surgeon.apply(model, first, analysis=analysis)
+    analysis = surgeon.analyze(once)  # old layer 1 is layer 0 now, with 62 channels
+    second = surgeon.Plan.for_analysis(analysis, {"mlp@model.layers.0.mlp": list(range(0, 62, 2))})
+    twice = surgeon.apply(once, second, analysis=analysis)
+    surgeon.save(twice, tmp_path / "in_memory")
+
+    surgeon.prune_checkpoint(source, tmp_path / "once", plan=first, progress=False)
+    surgeon.prune_checkpoint(tmp_path / "once", tmp_path / "twice", plan=second, progress=False)
+
+    assert_same_checkpoint(tmp_path / "twice", tmp_path / "in_memory")
+    assert len(json.loads((tmp_path / "twice" / "surgeon.json").read_text())["plans"]) == 2
+    ids = torch.randint(0, 128, (2, 6))
+    assert torch.equal(logits(surgeon.load(tmp_path / "twice"), ids), logits(twice, ids))
+
+
 def test_ratio_with_magnitude_makes_the_plan_prune_makes_and_reloads_plainly(tmp_path):
     source = checkpoint(tmp_path)
     options = dict(criterion="magnitude", kinds=("mlp", "attention"), allocation="uniform")
