@@ -254,6 +254,26 @@ def test_a_size_written_beside_minus_one_is_kept_whole():
     assert pruned.inp.out_features == 4
 
 
+class SplitAcrossAxes(nn.Module):
+    """``view(b, s * 2, -1)``: the written ``s * 2`` takes a factor 2 of the channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.out = nn.Linear(4, 8), nn.Linear(8, 4)
+
+    def forward(self, x):
+        b, s, _ = x.shape
+        y = torch.relu(self.inp(x).view(b, s * 2, -1))
+        return self.out(y.reshape(b, s, -1))
+
+
+def test_a_written_size_that_takes_a_factor_of_the_cut_axis_is_kept_whole():
+    analysis = surgeon.analyze(SplitAcrossAxes().eval(), torch.randn(2, 3, 4))
+    group = analysis.group("mlp")
+    assert [(lv.name, lv.size) for lv in group.levels] == [("u0", 2), ("u1", 4)]
+    assert [level for level, _ in group.whole_levels] == ["u0"]
+
+
 class SummedHeads(nn.Module):
     """Heads summed without a weight (not mask-equivalent), sizes written in full."""
 
