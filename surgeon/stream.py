@@ -157,6 +157,7 @@ def prune_checkpoint(
         if (src / MANIFEST).is_file()
         else load_directory(src, weights=False)
     )
+    _check_names(model, entries, src)
     analysis = analyze(model)
     seconds = {"analysis": time.perf_counter() - started}
     memory = {"analysis": _peak_rss_gb()}
@@ -213,6 +214,24 @@ def _peak_rss_gb() -> float | None:
     return peak * (1 if sys.platform == "darwin" else 1024) / 1e9
 
 
+def _check_names(model: nn.Module, entries: dict[str, TensorEntry], src: Path) -> None:
+    """The checkpoint must hold exactly the model's tensors (a tied one under any of
+    its names), before anything is scored or cut."""
+    names = ParameterNames(model)
+    expected = [n for n in model.state_dict() if n not in names.tied]
+    missing = [n for n in expected if not any(a in entries for a in (n, *names.aliases.get(n, ())))]
+    unknown = sorted(set(entries) - set(expected) - set(names.tied))
+    if unknown or missing:
+        found = f"tensors {unknown[:4]} that the model has not" if unknown else ""
+        lacks = f"no tensors {missing[:4]}" if missing else ""
+        raise SurgeonError(
+            f"the checkpoint in '{src}' holds {' and '.join(x for x in (found, lacks) if x)} "
+            f"(the model {type(model).__name__} that config.json builds); checkpoints whose "
+            "names transformers converts at load time (per-expert MoE weights, older "
+            "layouts) cannot be streamed: load them, apply and save in memory instead"
+        )
+
+
 def _jobs(
     model: nn.Module, analysis: Analysis, plan: Plan, entries: dict[str, TensorEntry]
 ) -> tuple[list[_Job], int]:
@@ -224,13 +243,6 @@ def _jobs(
     slices = kept_indices(resolve(plan, analysis))
     before = sum(p.numel() for p in model.parameters())
     names = ParameterNames(model)
-    unknown = sorted(set(entries) - set(model.state_dict()) - set(names.tied))
-    if unknown:
-        raise SurgeonError(
-            f"checkpoint tensors {unknown[:5]} are not parameters or buffers of the model "
-            "config.json builds; checkpoints whose names are converted at load time "
-            "(per-expert MoE weights, older layouts) cannot be streamed"
-        )
     modules = [m for _, m in model.named_modules(remove_duplicate=False)]  # alive past apply
     old_paths = {id(m): n for n, m in model.named_modules(remove_duplicate=False)}
     apply(model, plan, inplace=True, analysis=analysis)

@@ -135,6 +135,28 @@ def test_ratio_with_magnitude_makes_the_plan_prune_makes_and_reloads_plainly(tmp
     assert torch.equal(logits(plain, ids), logits(expected.model, ids))
 
 
+@pytest.mark.parametrize("name", ["phi3", "gpt2"])
+def test_fused_and_transposed_weights_stream_bit_for_bit(name, tmp_path):
+    """Phi-3's fused qkv / gate_up (cut rows in two runs) and GPT-2's Conv1D
+    (weights stored transposed)."""
+    source = tmp_path / "source"
+    HF_MODELS[name]().save_pretrained(source, max_shard_size="60KB")
+    options = dict(criterion="magnitude", kinds=("mlp", "attention"), allocation="uniform")
+    result = surgeon.prune_checkpoint(source, tmp_path / "streamed", 0.5, progress=False, **options)
+    model = hf.AutoModelForCausalLM.from_pretrained(source).eval()
+    surgeon.save(surgeon.apply(model, result.plan), tmp_path / "in_memory")
+    assert {group.split("@")[0] for group in result.plan.keep} == {"mlp", "attention"}
+    assert_same_checkpoint(tmp_path / "streamed", tmp_path / "in_memory")
+
+
+def test_a_checkpoint_with_converted_names_is_refused_before_anything_is_read(tmp_path):
+    source = tmp_path / "source"
+    HF_MODELS["mixtral"]().save_pretrained(source)  # per-expert tensors on disk, fused in memory
+    with pytest.raises(surgeon.SurgeonError, match="per-expert MoE weights"):
+        surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+
+
 def test_a_plan_for_another_model_is_refused_and_nothing_is_written(tmp_path):
     source = checkpoint(tmp_path)
     wider = _build(hf.LlamaForCausalLM, hf.LlamaConfig, **{**DECODER, "intermediate_size": 128})
