@@ -71,6 +71,7 @@ class Variant:
     ratio: float = 0.0
     options: dict = field(default_factory=dict)
     torch_pruning_widths: bool = False  # keep (1 - ratio) of every MLP's channels
+    depth_share: float = 0.0  # share of the ratio taken as whole layers; widths do the rest
 
 
 def variants() -> dict[str, Variant]:
@@ -86,6 +87,7 @@ def variants() -> dict[str, Variant]:
             heads = dict(allocation=allocation, kinds=("mlp", "attention"))
             table.append(Variant(f"{allocation}-heads-{pct}", ratio, heads))
         table.append(Variant(f"tp-{pct}", ratio, torch_pruning_widths=True))
+        table.append(Variant(f"layers-{pct}", ratio, depth_share=0.5))
     return {v.name: v for v in table}
 
 
@@ -112,9 +114,33 @@ def prune(model, analysis, scores, variant: Variant):
             count = group.size - int(group.size * variant.ratio)
             keep[group.id] = sorted(torch.topk(scores[group.id], count).indices.tolist())
         plan = surgeon.Plan.for_analysis(analysis, keep, ())
+    elif variant.depth_share:
+        plan = _depth_and_width(model, analysis, scores, variant)
     else:
         plan = make_plan(analysis, scores, PlanOptions(ratio=variant.ratio, **variant.options))
     return surgeon.apply(model, plan, analysis=analysis)
+
+
+def _depth_and_width(model, analysis, scores, variant: Variant):
+    """Remove whole late-middle layers (where ShortGPT's block influence usually
+    points) for ``depth_share`` of the ratio, then cut MLP widths elsewhere."""
+    import surgeon
+    from surgeon.planner import PlanOptions, block_parameters, make_plan
+
+    blocks = [b.name for b in analysis.blocks if b.removable]
+    count = round(len(blocks) * variant.ratio * variant.depth_share)
+    removed = tuple(blocks[max(len(blocks) - count - 4, 1) :][:count])
+    removed_params = sum(
+        m.weight.numel()
+        for name in removed
+        for m in model.get_submodule(name).modules()
+        if isinstance(m, torch.nn.Linear)
+    )
+    budget = int(variant.ratio * block_parameters(analysis)) - removed_params
+    ignore = tuple(f"{name}." for name in removed)
+    options = PlanOptions(params=budget, ignore=ignore, **variant.options)
+    widths = make_plan(analysis, scores, options)
+    return surgeon.Plan.for_analysis(analysis, widths.keep, removed)
 
 
 def shape_summary(model) -> dict:
