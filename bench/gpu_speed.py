@@ -324,6 +324,8 @@ def run(args) -> list[dict]:
         result = measure(pruned, table[name], args, name in compiled)
         result["device"] = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
         results.append(result)
+        if args.out:  # after every variant, so a run stopped at its time limit keeps them
+            args.out.write_text(json.dumps(results, indent=1))
         log(
             f"{name}: prefill {result['prefill_ms']:.2f} ms, decode b1 "
             f"{result['decode_b1_tok_s']:.1f} tok/s, b16 {result['decode_b16_tok_s']:.1f} tok/s "
@@ -414,8 +416,6 @@ def main() -> None:
     if args.smoke:
         args.tokens, args.repeat = 64, 2
     results = run(args)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
     print(report(results))
 
 
