@@ -226,6 +226,8 @@ Inside the prune process (its own report):
   mapping, because touched mapped pages would count in RSS. They are sliced and
   appended to output shards whose headers are computed up front; uncut tensors are
   copied in 64 MB chunks.
+- Wall times depend on the load other jobs put on this shared machine (CPU and
+  disk); peak RSS does not.
 - Machine: {machine()}.
 - Versions: {versions()}.
 - Command: `python bench/streaming.py --write` (whole script: {total_s:.0f} s wall).
