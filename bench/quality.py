@@ -35,6 +35,7 @@ from surgeon.analyzers.importance.calibration import calibrate, token_batches
 from surgeon.analyzers.importance.criteria import CRITERIA
 from surgeon.evaluate import perplexity, text_windows
 from surgeon.planner import block_parameters
+from surgeon.prune import RECOMMENDED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tp_baseline import tp_prune  # noqa: E402
@@ -43,9 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 WIDTH = {"tiny-llama": ("mlp",), "tiny-moe": ("expert_mlp",)}
 COMPENSATIONS = (None, "bias", "refit")
-# The recipe surgeon.prune recommends (README "Pruning quality"): FLAP scores,
-# global allocation, least-squares refit with an intercept.
-RECIPE = {"criterion": "flap", "allocation": "global", "compensate": "refit+bias"}
+# The recipe surgeon.prune recommends (surgeon.prune.RECOMMENDED): FLAP scores,
+# uniform allocation, least-squares refit with an intercept.
+RECIPE = {k: v for k, v in RECOMMENDED.items() if k != "kinds"}
 
 
 def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
@@ -57,7 +58,7 @@ def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
         for compensate in COMPENSATIONS
     ]
     rows += [
-        ("**recipe**: flap + refit+bias", {**RECIPE, "kinds": width}),
+        ("**recommended**: flap", {**RECIPE, "kinds": width}),
         (
             "anchor: LLM-Pruner-style Taylor (neurons, uniform)",
             {"criterion": "taylor", "kinds": width, "allocation": "uniform"},
@@ -232,6 +233,7 @@ def table(name: str, rows: list[dict], args) -> str:
     best = {}
     for r in rows:
         mine = "relative" in r and not r["method"].startswith(("anchor", "Torch"))
+        mine = mine and "(no-op" not in r["compensation"]
         if mine and (r["ratio"] not in best or r["relative"] < best[r["ratio"]]["relative"]):
             best[r["ratio"]] = r
     summary = "; ".join(
@@ -296,6 +298,8 @@ def main() -> None:
             json.loads(line) for f in args.from_json for line in Path(f).read_text().splitlines()
         ]
         saved.sort(key=lambda r: r["ratio"])  # stable: each file's order within a ratio
+        for row in saved:  # an earlier run's recipe row (flap, global) is an ordinary row now
+            row["method"] = row["method"].replace("**recipe**: flap + refit+bias", "flap")
         by_model = {name: [r for r in saved if r["model"] == name] for name in args.models}
         seconds = None
     else:

@@ -19,7 +19,18 @@ from surgeon.rewriters import apply
 from surgeon.rewriters.compensate import COMPENSATIONS, compensate_consumers
 from surgeon.verify import VerifyReport, verify
 
-__all__ = ["PruneReport", "PruneResult", "prune"]
+__all__ = ["RECOMMENDED", "PruneReport", "PruneResult", "prune"]
+
+# The best recipe measured by bench/quality.py on the trained tiny-llama fixture
+# (docs/benchmarks.md, "Pruning quality"): FLAP scores (An et al. 2024), the same
+# width in every layer, and the least-squares refit with an intercept of the
+# consumer layers. Use as ``prune(model, ratio, calib=..., **RECOMMENDED)``.
+RECOMMENDED: dict[str, Any] = {
+    "criterion": "flap",
+    "allocation": "uniform",
+    "compensate": "refit+bias",
+    "kinds": ("mlp", "expert_mlp"),
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,9 @@ def prune(
 
     ``calib`` is a text file (with ``tokenizer``), a tensor of token ids or a
     list of batches; criteria that read activations or gradients need it.
-    Further keyword arguments are :class:`~surgeon.planner.PlanOptions`
+    ``**RECOMMENDED`` gives the recipe that measured best on a trained model
+    (FLAP scores, uniform widths, refit with an intercept). Further keyword
+    arguments are :class:`~surgeon.planner.PlanOptions`
     (``kinds``, ``allocation``, ``heads``, ``round_to``, ``ignore``, ``layers``,
     ``params``, ``flops_ratio``...). ``compensate`` corrects the layers that read
     a cut axis on the calibration activations: ``"bias"`` (FLAP's mean shift

@@ -125,3 +125,23 @@ def _collector(feature):
         feature.add(args[0], True)
 
     return hook
+
+
+def test_the_recommended_recipe_gives_a_plain_hugging_face_checkpoint(tmp_path):
+    import json
+
+    import transformers
+
+    from surgeon.prune import RECOMMENDED
+
+    model = HF_MODELS["llama"]()
+    result = surgeon.prune(model, 0.25, calib=calibration_ids(), progress=False, **RECOMMENDED)
+    assert "intercept" in result.report.compensation
+    widths = {layer.mlp.up_proj.out_features for layer in result.model.model.layers}
+    assert len(widths) == 1 and widths.pop() < 96
+    surgeon.save(result.model, tmp_path)
+    assert json.loads((tmp_path / "surgeon.json").read_text())["plain_from_pretrained"]
+    plain = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids = calibration_ids(2)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(ids).logits, result.model(ids).logits)
