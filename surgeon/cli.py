@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from surgeon.errors import SurgeonError
+from surgeon.rewriters.compensate import COMPENSATIONS
 
 __all__ = ["main"]
 
@@ -126,9 +127,10 @@ def _prune(args: argparse.Namespace) -> int:
     )
     print(result.report)
     if args.eval:
-        before, after = (
-            _perplexity(m, tokenizer, args.eval, args.length) for m in (model, result.model)
-        )
+        from surgeon.evaluate import perplexity, text_windows
+
+        windows = text_windows(args.eval, tokenizer, args.length, count=64)
+        before, after = (perplexity(m, windows, window=args.length) for m in (model, result.model))
         print(f"perplexity on {args.eval}: {before:.3f} -> {after:.3f} ({after / before:.2f}x)")
     try:
         save(result.model, output)
@@ -178,20 +180,6 @@ def _prune_checkpoint(args: argparse.Namespace) -> int:
     print(result)
     print(f"saved to {result.path}")
     return 0
-
-
-def _perplexity(model, tokenizer, path: str, length: int) -> float:
-    import math
-
-    import torch
-
-    ids = tokenizer(Path(path).read_text(encoding="utf-8"), return_tensors="pt").input_ids[0]
-    windows = ids[: (ids.numel() // length) * length].view(-1, length)[:64]
-    if not len(windows):
-        raise SurgeonError(f"{path} holds fewer than {length} tokens")
-    with torch.no_grad():
-        nll = sum(model(w, labels=w).loss.item() * len(w) for w in windows.split(8))
-    return math.exp(nll / len(windows))
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -268,7 +256,7 @@ def _parser() -> argparse.ArgumentParser:
         "--round-to", type=int, default=None, help="kept channels a multiple of N (default: auto)"
     )
     prune.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
-    prune.add_argument("--compensate", choices=("refit",), default=None)
+    prune.add_argument("--compensate", choices=sorted(COMPENSATIONS), default=None)
     prune.add_argument("--samples", type=int, default=64)
     prune.add_argument("--length", type=int, default=256)
     prune.set_defaults(run=_prune)
