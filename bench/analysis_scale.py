@@ -35,6 +35,8 @@ from collections import Counter
 from importlib import metadata
 from pathlib import Path
 
+from doc_sections import replace_section
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Analysis at scale"
 GOAL = "70B in under 20 s end to end with under 1.5 GB peak RSS on a 2-core CPU machine"
@@ -268,16 +270,7 @@ def section(results: list[dict], command: str, total_s: float) -> str:
 
 
 def write_doc(text: str) -> None:
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = re.search(r"^## ", old[start + len(SECTION) :], re.M)
-        end = start + len(SECTION) + nxt.start() if nxt else len(old)
-        new = old[:start] + text + ("\n" + old[end:] if nxt else "")
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(new)
+    replace_section(DOC, SECTION, text)
     log(f"wrote {DOC}")
 
 

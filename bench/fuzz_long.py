@@ -27,7 +27,6 @@ import multiprocessing
 import os
 import platform
 import random
-import re
 import sys
 import tempfile
 import time
@@ -36,6 +35,8 @@ from collections import Counter
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
+
+from doc_sections import replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -226,16 +227,7 @@ def _shown(path: str) -> str:
 
 
 def write_doc(text: str) -> None:
-    if DOC.exists():
-        current = DOC.read_text()
-        pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-        if pattern.search(current):
-            updated = pattern.sub(lambda _: text + "\n", current).rstrip() + "\n"
-        else:
-            updated = current.rstrip() + "\n\n" + text
-    else:
-        updated = "# Reliability\n\n" + text
-    DOC.write_text(updated)
+    replace_section(DOC, SECTION, text, title="# Reliability")
 
 
 def replay(seed: int, index: int) -> int:

@@ -35,9 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from doc_sections import replace_section
 from gpu_report import SECTION, report, section
 from gpu_timing import decode, prefill_ms
-from markdown import replace_section
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 LLAMA3_8B = dict(
