@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 WIDTH = {"tiny-llama": ("mlp",), "tiny-moe": ("expert_mlp",)}
 COMPENSATIONS = (None, "bias", "refit")
-# The recipe surgeon.prune recommends (surgeon.prune.RECOMMENDED): FLAP scores,
+# The recipe surgeon.prune recommends (RECOMMENDED in surgeon/prune.py): FLAP scores,
 # uniform allocation, least-squares refit with an intercept.
 RECIPE = {k: v for k, v in RECOMMENDED.items() if k != "kinds"}
 
@@ -237,13 +237,36 @@ def table(name: str, rows: list[dict], args) -> str:
         if mine and (r["ratio"] not in best or r["relative"] < best[r["ratio"]]["relative"]):
             best[r["ratio"]] = r
     summary = "; ".join(
-        f"best at {ratio:.0%}: {r['method']} + {r['compensation']} {r['relative']:.2f}x"
+        f"best at {ratio:.0%}: {r['method'].removeprefix('**recommended**: ')} "
+        f"({r['allocation']}) + {r['compensation']} "
+        f"{r['relative']:.3f}x"
         for ratio, r in sorted(best.items())
     )
+    summary += ". " + _compare(rows)
     return (
         f"### {name}\n\nDense perplexity {dense:.2f} ({args.windows} windows of 256 tokens "
         f"of valid.txt, float32). {summary}.\n\n{head}\n" + "\n".join(_line(r) for r in rows) + "\n"
     )
+
+
+def _compare(rows: list[dict]) -> str:
+    """Per target: the recommended recipe, the best anchor, the best Torch-Pruning row."""
+    parts = []
+    for ratio in sorted({r["ratio"] for r in rows}):
+        done = [r for r in rows if r["ratio"] == ratio and "relative" in r]
+        found = []
+        for prefix, name in (
+            ("**recommended**", "recommended"),
+            ("anchor", "best published recipe"),
+            ("Torch-Pruning", "best Torch-Pruning"),
+        ):
+            chosen = [r for r in done if r["method"].startswith(prefix)]
+            if chosen:
+                r = min(chosen, key=lambda r: r["relative"])
+                label = r["method"].removeprefix("anchor: ").removeprefix("**recommended**: ")
+                found.append(f"{name} {r['relative']:.3f}x ({label})")
+        parts.append(f"At {ratio:.0%}: " + ", ".join(found) if found else "")
+    return ". ".join(p for p in parts if p)
 
 
 def write(sections: dict[str, str], command: str, seconds: float | None) -> None:
@@ -275,7 +298,12 @@ refit of the consumer layers, "refit+bias" both at once (least squares with an i
 have no nn.Linear consumer, so activation-based criteria fall back to taylor, and no
 compensation applies to them). Torch-Pruning 1.6.1 runs as its examples/LLMs/prune_llm.py
 does (MetaPruner, num_heads with GQA, prune_num_heads, eager attention), with the hidden
-size left alone and the MLP ratio set to match the target (bench/tp_baseline.py).
+size left alone and the MLP ratio set to match the target (bench/tp_baseline.py); a run
+with no answer within 180 s is reported as such and the model's other TP rows are skipped.
+"**recommended**" is `prune(model, ratio, calib=..., **RECOMMENDED)` with
+`from surgeon.prune import RECOMMENDED`: FLAP scores, the same width in every layer,
+refit with an intercept. It needs nn.Linear consumers: on fused
+experts FLAP falls back to (standardised) Taylor and nothing is compensated.
 """
 
 
