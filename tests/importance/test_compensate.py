@@ -145,3 +145,14 @@ def test_the_recommended_recipe_gives_a_plain_hugging_face_checkpoint(tmp_path):
     ids = calibration_ids(2)
     with torch.no_grad():
         torch.testing.assert_close(plain(ids).logits, result.model(ids).logits)
+
+
+def test_bias_compensation_is_refused_for_a_config_without_a_flag_for_that_layer():
+    model = HF_MODELS["mixtral"]()  # MixtralConfig has no attention_bias: o_proj stays bias-free
+    analysis = surgeon.analyze(model)
+    attention = analysis.by_kind("attention")[0]
+    stats = calibrate(model, token_batches(calibration_ids(4)), progress=False)
+    plan = {attention.id: list(range(attention.size // attention.kv_heads))}  # one KV group
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    with pytest.raises(surgeon.InputError, match="o_proj has no bias and no flag of MixtralConfig"):
+        compensate_consumers(model, pruned, surgeon.Plan(plan), analysis, stats, "bias")
