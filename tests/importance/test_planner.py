@@ -51,8 +51,10 @@ def test_a_flop_count_target_and_the_report_agree(llama):
     flops = count_flops(model) // 10
     result = surgeon.prune(model, criterion="magnitude", flops=flops, progress=False)
     report = result.report
-    assert report.flops_before == count_flops(model) == 2 * sum(
-        m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear)
+    assert (
+        report.flops_before
+        == count_flops(model)
+        == 2 * sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     )
     removed = report.flops_before - report.flops_after
     per_channel = 2 * 3 * 64  # gate, up and down rows/columns of one MLP channel
