@@ -73,14 +73,30 @@ def test_refit_with_a_bias_is_at_least_as_good_as_either_alone(calibrated):
     assert errors["refit+bias"] <= 1.0001 * min(errors["bias"], errors["refit"])
 
 
-def test_a_bias_added_by_compensation_is_declared_in_the_config_and_reloads(tmp_path):
+@pytest.mark.parametrize(
+    "kinds, flag, covered",
+    [
+        (("mlp",), "mlp_bias", "mlp.gate_proj"),
+        (("attention",), "attention_bias", "self_attn.q_proj"),
+    ],
+)
+def test_a_bias_added_by_compensation_is_declared_in_the_config_and_reloads(
+    tmp_path, kinds, flag, covered
+):
     model = HF_MODELS["llama"]()
     result = surgeon.prune(
-        model, 0.3, criterion="flap", calib=calibration_ids(), compensate="bias", progress=False
+        model,
+        0.3,
+        criterion="flap",
+        calib=calibration_ids(),
+        compensate="bias",
+        kinds=kinds,
+        progress=False,
     )
     pruned = result.model
-    assert pruned.config.mlp_bias and not model.config.mlp_bias
-    assert pruned.model.layers[0].mlp.gate_proj.bias is not None  # the flag covers all three
+    assert getattr(pruned.config, flag) and not getattr(model.config, flag)
+    layer = pruned.model.layers[0]
+    assert layer.get_submodule(covered).bias is not None  # the flag covers its whole family
     assert "bias compensation" in result.report.compensation
     surgeon.save(pruned, tmp_path)
     reloaded = surgeon.load(tmp_path)
