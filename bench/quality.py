@@ -60,6 +60,10 @@ def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
     rows += [
         ("**recommended**: flap", {**RECIPE, "kinds": width}),
         (
+            "flap, relative allocation",
+            {**RECIPE, "kinds": width, "allocation": "relative"},
+        ),
+        (
             "anchor: LLM-Pruner-style Taylor (neurons, uniform)",
             {"criterion": "taylor", "kinds": width, "allocation": "uniform"},
         ),

@@ -12,7 +12,12 @@ Allocation:
   still describes the model;
 * ``global``: units ranked by score per parameter across all cut groups, so
   layers that matter keep more;
-* ``adaptive``: ``global`` on scores standardised within each group (FLAP).
+* ``adaptive``: ``global`` on scores standardised within each group (FLAP);
+* ``relative``: ``global`` on ``log(score)`` minus its mean within each group:
+  a unit is ranked by how many times it is below or above its group's
+  geometric-mean unit, so allocation follows each layer's spread of scores
+  and not their scale (needs non-negative scores: ``prune`` passes FLAP's
+  unstandardised ones).
 
 Attention groups are cut by whole KV groups (``heads="kv"``) or by the same
 queries inside every KV group (``heads="q"``).
@@ -91,7 +96,10 @@ class PlanOptions:
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
                 raise InputError(f"{name} must be a non-negative int, not {value!r}")
-        choices = {"allocation": ("uniform", "global", "adaptive"), "heads": ("kv", "q")}
+        choices = {
+            "allocation": ("uniform", "global", "adaptive", "relative"),
+            "heads": ("kv", "q"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
@@ -320,6 +328,8 @@ def _global(candidates: Sequence[_Candidate], budget: float, options) -> dict[st
         values = c.scores
         if options.allocation == "adaptive" and values.numel() > 1:
             values = (values - values.mean()) / values.std().clamp_min(1e-12)
+        if options.allocation == "relative":
+            values = _log_ratios(c)
         for value in values.tolist():
             ranked.append((value / c.cost if options.allocation == "global" else value, c))
     ranked.sort(key=lambda item: item[0])
@@ -333,6 +343,16 @@ def _global(candidates: Sequence[_Candidate], budget: float, options) -> dict[st
         counts[c.group.id] -= 1
         removed += c.cost
     return {c.group.id: _rounded(c, counts[c.group.id], options) for c in candidates}
+
+
+def _log_ratios(c: _Candidate) -> torch.Tensor:
+    if (c.scores < 0).any():
+        raise InputError(
+            f"planner: allocation='relative' needs non-negative scores; group {c.group.id} "
+            "has negative ones (a standardised criterion?)"
+        )
+    logs = c.scores.clamp_min(c.scores.max().clamp_min(1e-300) * 1e-12).log()
+    return logs - logs.mean()
 
 
 def _kept_units(c: _Candidate, count: int) -> list[int]:

@@ -139,7 +139,7 @@ def prune(
     for group in analysis.prunable:
         if group.kind in options.kinds:
             scores[group.id], used[group.id] = score_group(
-                model, group, criterion, stats, generator
+                model, group, criterion, stats, generator, options.allocation != "relative"
             )
     plan = make_plan(
         analysis, scores, options, stats.block_influence if stats else None, flop_weights(model)

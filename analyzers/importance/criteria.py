@@ -143,8 +143,11 @@ def score_group(
     criterion: str,
     stats: Statistics | None,
     generator: torch.Generator | None = None,
+    standardise: bool = True,
 ) -> tuple[torch.Tensor, str]:
-    """Per-unit scores of ``group`` and the criterion actually used."""
+    """Per-unit scores of ``group`` and the criterion actually used. With
+    ``standardise=False`` a criterion that standardises (FLAP) returns its raw,
+    non-negative scores (for the planner's ``relative`` allocation)."""
     if criterion not in CRITERIA:
         raise KeyError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
     if criterion == "random":
@@ -155,6 +158,6 @@ def score_group(
         used = "taylor" if stats is not None and stats.gradients else "magnitude"
         member_scores = CRITERIA[used].scores(model, group, stats)
     scores = unit_scores(group, member_scores)
-    if CRITERIA[criterion].standardise and scores.numel() > 1:
+    if standardise and CRITERIA[criterion].standardise and scores.numel() > 1:
         scores = (scores - scores.mean()) / scores.std().clamp_min(1e-12)
     return scores, used

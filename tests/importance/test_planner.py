@@ -88,3 +88,16 @@ def test_flop_targets_need_flop_weights(llama):
     model, analysis = llama
     with pytest.raises(surgeon.InputError, match="FLOP targets need flops="):
         make_plan(analysis, _scores(analysis, ("mlp",)), PlanOptions(flops_ratio=0.2))
+
+
+def test_relative_allocation_refuses_standardised_scores_and_prune_passes_raw_ones(llama):
+    model, analysis = llama
+    scores = {k: v - 0.5 for k, v in _scores(analysis, ("mlp",)).items()}
+    with pytest.raises(surgeon.InputError, match="relative' needs non-negative scores"):
+        make_plan(analysis, scores, PlanOptions(ratio=0.2, allocation="relative"))
+    ids = torch.randint(4, 128, (4, 16), generator=torch.Generator().manual_seed(1))
+    result = surgeon.prune(
+        model, 0.2, criterion="flap", calib=ids, allocation="relative", progress=False
+    )
+    assert set(result.report.criterion.values()) == {"flap"}
+    assert result.report.params_after < result.report.params_before

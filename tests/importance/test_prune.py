@@ -71,7 +71,7 @@ def test_attention_scores_follow_heads(planted):
     assert scores.shape == (8,) and (scores > 0).all()
 
 
-@pytest.mark.parametrize("allocation", ["uniform", "global", "adaptive"])
+@pytest.mark.parametrize("allocation", ["uniform", "global", "adaptive", "relative"])
 @pytest.mark.parametrize("ratio", [0.2, 0.5])
 def test_plans_hit_their_parameter_target_within_one_unit_per_group(planted, allocation, ratio):
     model, analysis, stats = planted
