@@ -14,14 +14,13 @@ valid.txt, float32. Rows are appended to a JSON file as they finish, so an
 interrupted run can still be written (``--from-json``).
 
     python bench/quality.py --write               # runs everything, updates docs/benchmarks.md
-    python bench/quality.py --from-json F --write # rewrite the section from a saved run
+    python bench/quality.py --from-json F [F ...] --commands TEXT --write  # from saved runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from surgeon.planner import block_parameters
 from surgeon.prune import RECOMMENDED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from doc_sections import replace_section  # noqa: E402
 from tp_baseline import tp_prune  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,19 +273,10 @@ def _compare(rows: list[dict]) -> str:
     return ". ".join(p for p in parts if p)
 
 
-def write(sections: dict[str, str], command: str, seconds: float | None) -> None:
+def write(sections: dict[str, str], command: str) -> None:
     """Replace the "## Pruning quality" section of docs/benchmarks.md (read fresh)."""
-    path = ROOT / "docs" / "benchmarks.md"
-    doc = path.read_text()
-    when = f" ({seconds / 60:.0f} min on the shared 2-core CPU)" if seconds else ""
     body = "## Pruning quality\n\n" + INTRO + "\n" + "\n".join(sections.values())
-    body += f"\nCommand: `{command}`{when}.\n"
-    pattern = re.compile(r"## Pruning quality\n.*?(?=\n## |\Z)", re.S)
-    if pattern.search(doc):
-        doc = pattern.sub(lambda _: body.rstrip("\n") + "\n", doc)
-    else:
-        doc = doc.rstrip() + "\n\n" + body
-    path.write_text(doc)
+    replace_section(ROOT / "docs" / "benchmarks.md", "## Pruning quality", body + "\n" + command)
 
 
 INTRO = """\
@@ -322,6 +313,7 @@ def main() -> None:
         "--from-json", nargs="+", help="render saved runs (rows merged in order) instead"
     )
     parser.add_argument("--write", action="store_true")
+    parser.add_argument("--commands", help="text for the section's Command line (merged runs)")
     args = parser.parse_args()
     torch.manual_seed(0)
     started = time.time()
@@ -342,8 +334,12 @@ def main() -> None:
     for text in sections.values():
         print(text)
     if args.write:
-        command = " ".join(a for a in sys.argv[1:] if a != "--write")
-        write(sections, f"python bench/quality.py {command} --write".replace("  ", " "), seconds)
+        when = f" ({seconds / 60:.0f} min on the shared 2-core CPU)" if seconds else ""
+        line = " ".join(a for a in sys.argv[1:] if a != "--write")
+        command = args.commands or (
+            f"Command: `python bench/quality.py {line} --write`{when}.".replace("  ", " ")
+        )
+        write(sections, command + "\n")
 
 
 if __name__ == "__main__":
