@@ -153,7 +153,7 @@ def flop_weights(model: nn.Module) -> dict[str, float]:
 
 def count_flops(model: nn.Module) -> int:
     """A dense token's matrix-product FLOPs: ``sum(numel * flop_weights)``."""
-    params = dict(model.named_parameters())
+    params = dict(model.named_parameters(remove_duplicate=False))  # a tied lm_head multiplies too
     return round(sum(params[n].numel() * w for n, w in flop_weights(model).items()))
 
 

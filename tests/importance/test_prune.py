@@ -183,3 +183,13 @@ def test_prune_refuses_unknown_criteria_and_missing_calibration():
         surgeon.prune(model, 0.2, criterion="best")
     with pytest.raises(surgeon.InputError, match="needs calib"):
         surgeon.prune(model, 0.2, criterion="taylor")
+
+
+def test_a_tied_lm_head_counts_in_the_flops_and_prune_runs():
+    model = HF_MODELS["gemma3"]()
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    result = surgeon.prune(model, 0.2, criterion="magnitude", progress=False)
+    assert result.report.flops_before == 2 * linear
+    assert result.report.flops_after < result.report.flops_before
+    assert result.report.verification.ok
