@@ -35,9 +35,24 @@ def has_accelerate_hooks(model: nn.Module) -> bool:
 def meta_skeleton(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every parameter and buffer on the meta device
     and accelerate's hooks left out; parameter names and tying are kept."""
+    return _hook_free_copy(model, lambda tensor: torch.empty_like(tensor, device="meta"))
+
+
+def materialized_copy(model: nn.Module, device: str | torch.device = "cpu") -> nn.Module:
+    """A plain copy of a dispatched ``model``: accelerate's hooks left out and
+    every weight (offloaded ones too) on ``device``. Needs the whole model's
+    memory on ``device``; for larger models cut the checkpoint on disk instead
+    (:func:`surgeon.prune_checkpoint`)."""
+    from surgeon.analyzers.importance.devices import onloaded
+
+    with onloaded(model, device):
+        return _hook_free_copy(model, lambda tensor: tensor.detach().to(device, copy=True))
+
+
+def _hook_free_copy(model: nn.Module, tensor_copy) -> nn.Module:
     memo: dict[int, Any] = {}
     for tensor in itertools.chain(model.parameters(), model.buffers()):
-        empty = torch.empty_like(tensor, device="meta")
+        empty = tensor_copy(tensor)
         if isinstance(tensor, nn.Parameter):
             empty = nn.Parameter(empty, requires_grad=tensor.requires_grad)
         memo[id(tensor)] = empty

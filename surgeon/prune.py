@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from surgeon.analyzers import Analysis, analyze
+from surgeon.analyzers.dispatched import has_accelerate_hooks, materialized_copy
 from surgeon.analyzers.importance.calibration import Statistics, calibrate, token_batches
 from surgeon.analyzers.importance.criteria import CRITERIA, score_group
 from surgeon.errors import InputError
@@ -103,7 +104,9 @@ def prune(
     instead of calibrating again (to compare criteria on one calibration).
     ``layerwise=True`` calibrates one block at a time on ``device`` (default:
     the model's device), for models larger than it (forward-only criteria);
-    a model dispatched by accelerate (``device_map``) is calibrated as it is.
+    a model dispatched by accelerate (``device_map``) is calibrated as it is,
+    then cut on a plain copy with every weight on the CPU: ``result.model`` is
+    that copy (dispatch it again as you like); the dispatched model is unchanged.
     """
     unknown = set(plan_options) - PlanOptions.names()
     if unknown:
@@ -134,6 +137,8 @@ def prune(
             layerwise,
             device,
         )
+    if has_accelerate_hooks(model):  # calibrated where it is; cut on a plain copy
+        model = materialized_copy(model)
     generator = torch.Generator().manual_seed(seed)
     scores, used = {}, {}
     for group in analysis.prunable:

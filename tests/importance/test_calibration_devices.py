@@ -16,6 +16,7 @@ import transformers
 from accelerate import dispatch_model
 
 import surgeon
+from surgeon.analyzers.dispatched import has_accelerate_hooks
 from surgeon.analyzers.importance.calibration import calibrate, token_batches
 from surgeon.analyzers.importance.criteria import score_group
 from surgeon.analyzers.importance.devices import input_device, onloaded
@@ -155,3 +156,20 @@ def test_a_dispatched_model_is_not_calibrated_layerwise(models):
     _, dispatched = models
     with pytest.raises(surgeon.InputError, match="dispatched by accelerate.*layerwise=False"):
         calibrate(dispatched, batches(), layerwise=True, progress=False)
+
+
+@pytest.mark.parametrize("criterion", ["flap", "taylor"])
+def test_prune_on_a_dispatched_model_equals_prune_on_the_plain_one(models, criterion):
+    plain, dispatched = models
+    ids = torch.randint(4, 128, (8, 16), generator=torch.Generator().manual_seed(3))
+    run = dict(criterion=criterion, calib=ids, samples=8, length=16, progress=False)
+    expected = surgeon.prune(plain, 0.3, compensate="refit", **run)
+    result = surgeon.prune(dispatched, 0.3, compensate="refit", **run)
+    assert result.plan.keep == expected.plan.keep
+    assert result.report.verification.ok
+    assert not has_accelerate_hooks(result.model)
+    assert all(p.device.type == "cpu" for p in result.model.parameters())
+    assert dispatched.model.layers[1].mlp.down_proj.weight.device.type == "meta"  # unchanged
+    with torch.no_grad():
+        out, ref = result.model(ids).logits, expected.model(ids).logits
+    assert relative(out, ref) < 1e-5
