@@ -213,10 +213,14 @@ def make_plan(
 
 
 def _cut_groups(analysis: Analysis, options: PlanOptions) -> list[Group]:
+    """Groups of the chosen kinds, less ignored ones and those with a level the
+    code keeps whole (a size written beside a -1: ``Group.whole_levels``), whose
+    flat units the planner cannot cut without cutting that level."""
     return [
         g
         for g in analysis.prunable
         if g.kind in options.kinds
+        and not (g.whole_levels and g.kind != GroupKind.ATTENTION)
         and not any(g.id == i or any(m.startswith(i) for m in g.modules) for i in options.ignore)
     ]
 

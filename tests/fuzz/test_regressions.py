@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import surgeon
+from surgeon.planner import PlanOptions, make_plan
 
 
 class Res(nn.Module):
@@ -481,3 +482,12 @@ def test_the_seed0_fuzz_failures_now_verify_or_are_refused(index):
     outcome = check(build(spec), lambda analysis: Trial(surgeon.Plan(keep, blocks)))
     assert not outcome.failed, outcome.describe()
     assert outcome.status == "refused"
+
+
+def test_the_planner_leaves_groups_with_a_whole_level_alone():
+    """Its flat units would cut the level the code keeps whole: plans would be refused."""
+    model, x = TransposedHeads().eval(), torch.randn(2, 3, 4)
+    analysis = surgeon.analyze(model, x)
+    scores = {g.id: torch.arange(g.size, dtype=torch.float64) for g in analysis.prunable}
+    plan = make_plan(analysis, scores, PlanOptions(ratio=0.3, kinds=("mlp",)))
+    assert analysis.group("mlp").whole_levels and plan.keep == {}
