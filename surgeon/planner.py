@@ -19,6 +19,9 @@ Allocation:
   and not their scale (needs non-negative scores: ``prune`` passes FLAP's
   unstandardised ones).
 
+``layers`` removes that many whole blocks (lowest block influence, ShortGPT)
+and counts toward the target: widths are cut in the other blocks for the rest.
+
 Attention groups are cut by whole KV groups (``heads="kv"``) or by the same
 queries inside every KV group (``heads="q"``).
 
@@ -194,10 +197,14 @@ def make_plan(
     if by_flops and flops is None:
         raise InputError("planner: FLOP targets need flops=flop_weights(model)")
     weights = flops if by_flops else None
+    removed = _blocks_to_remove(analysis, options, block_scores)
+    inside = tuple(f"{block}." for block in removed)
     candidates = [
-        _candidate(g, scores[g.id], options, weights) for g in _cut_groups(analysis, options)
+        _candidate(g, scores[g.id], options, weights)
+        for g in _cut_groups(analysis, options)
+        if not any(m.startswith(inside) for m in g.modules)
     ]
-    budget = _budget(analysis, options, weights)
+    budget = max(0.0, _budget(analysis, options, weights) - _cost_of(analysis, inside, weights))
     if options.allocation == "uniform" or options.hf_loadable:
         counts = _uniform(candidates, budget, options)
         if options.hf_loadable:
@@ -209,7 +216,22 @@ def make_plan(
         for c in candidates
         if counts[c.group.id] < c.size
     }
-    return Plan.for_analysis(analysis, keep, _blocks_to_remove(analysis, options, block_scores))
+    return Plan.for_analysis(analysis, keep, removed)
+
+
+def _cost_of(analysis: Analysis, inside: tuple[str, ...], weights) -> float:
+    """Block parameters (or their FLOPs) of the modules under the ``inside`` prefixes:
+    what removing those blocks already takes off the target."""
+    if not inside:
+        return 0.0
+    sizes = {
+        m.param: m.numel * (weights.get(m.param, 0.0) if weights is not None else 1.0)
+        for g in analysis.prunable
+        if g.kind != GroupKind.HIDDEN
+        for m in g.members
+        if not m.buffer and m.module.startswith(inside)
+    }
+    return sum(sizes.values())
 
 
 def _cut_groups(analysis: Analysis, options: PlanOptions) -> list[Group]:

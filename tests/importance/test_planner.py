@@ -6,7 +6,14 @@ import pytest
 import torch
 
 import surgeon
-from surgeon.planner import PlanOptions, block_flops, count_flops, flop_weights, make_plan
+from surgeon.planner import (
+    PlanOptions,
+    block_flops,
+    block_parameters,
+    count_flops,
+    flop_weights,
+    make_plan,
+)
 from tests.zoo import HF_MODELS
 
 
@@ -101,3 +108,21 @@ def test_relative_allocation_refuses_standardised_scores_and_prune_passes_raw_on
     )
     assert set(result.report.criterion.values()) == {"flap"}
     assert result.report.params_after < result.report.params_before
+
+
+def test_removed_layers_count_toward_the_target_and_keep_their_widths(llama):
+    model, analysis = llama
+    scores = _scores(analysis, ("mlp",))
+    influence = {"model.layers.0": 0.9, "model.layers.1": 0.1}
+    options = PlanOptions(ratio=0.6, layers=1, kinds=("mlp",), round_to=1)
+    plan = make_plan(analysis, scores, options, block_scores=influence)
+    assert plan.remove_blocks == ("model.layers.1",)
+    assert set(plan.keep) == {"mlp@model.layers.0.mlp"}  # no widths cut in the removed layer
+    layer = sum(
+        m.weight.numel() for m in model.model.layers[1].modules() if isinstance(m, torch.nn.Linear)
+    )
+    group = analysis.group("mlp@model.layers.0.mlp")
+    per_unit = group.params_covered / group.size
+    removed = layer + (group.size - len(plan.keep[group.id])) * per_unit
+    target = 0.6 * block_parameters(analysis)
+    assert target - per_unit <= removed <= target
