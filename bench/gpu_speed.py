@@ -89,6 +89,7 @@ def variants() -> dict[str, Variant]:
             table.append(Variant(f"{allocation}-heads-{pct}", ratio, heads))
         table.append(Variant(f"tp-{pct}", ratio, torch_pruning_widths=True))
         table.append(Variant(f"layers-{pct}", ratio, depth_share=0.5))
+        table.append(Variant(f"layers-quarter-{pct}", ratio, depth_share=0.25))
     return {v.name: v for v in table}
 
 
