@@ -81,6 +81,13 @@ def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
             },
         ),
     ]
+    whole = max(1, round(ratio * blocks / 4))  # about a quarter of the target as depth
+    rows.append(
+        (
+            f"recommended + whole layers ({whole} of {blocks}), widths for the rest",
+            {**RECIPE, "kinds": width, "layers": whole},
+        )
+    )
     layers = round(ratio * blocks)
     rows.append(
         (
@@ -117,16 +124,16 @@ def run_model(name: str, args, log) -> list[dict]:
             if args.only and not any(word in label for word in args.only):
                 continue
             options = dict(options)
-            layers = options.get("layers", 0)
+            depth_only = options.get("kinds") == ()  # ShortGPT: whole layers, no widths
             row = {"model": name, "ratio": ratio, "method": label, "dense": dense}
             row.update(
-                allocation=options.get("allocation", "global") if not layers else "depth",
+                allocation="depth" if depth_only else options.get("allocation", "global"),
                 compensation=options.get("compensate") or "none",
             )
             try:
                 result = surgeon.prune(
                     model,
-                    None if layers else ratio,
+                    None if depth_only else ratio,  # removed layers count toward a ratio
                     statistics=stats,
                     verify_result=False,
                     progress=False,
