@@ -152,10 +152,10 @@ batch 1 at least 0.9x the parameter ratio):
   batch-1 decode (with torch.compile, a line through the dense and `default-50` rows
   puts {_decode_fixed_ms(results, "default-50"):.1f} ms of each token's time outside
   the weights read). Removing whole layers removes it
-  too (`layers` rows), but depth costs quality: on tiny-llama with the recommended
-  recipe, 50% as width alone is 2.08x dense perplexity, with 1 of 8 layers removed
-  2.13x, with 2 of 8 layers 3.15x (and 1.15x / 1.35x at 20%). So the default stays
-  width-only and depth is the `layers=` option, which counts toward the target.
+  too (`layers` rows), but depth costs quality (the "recommended + whole layers" and
+  ShortGPT rows of "Pruning quality" against the recommended width-only rows). So the
+  default stays width-only and depth is the `layers=` option, which counts toward the
+  target.
 - Command: `{command}`, several runs on lent H100s, merged in
   `bench/results/gpu_speed_h100.json` (each row is compared with the dense row of its
   own run); this section: `python bench/gpu_speed.py --report
