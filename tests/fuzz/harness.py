@@ -17,7 +17,7 @@ import surgeon
 from .build import Case
 from .plans import Trial
 
-__all__ = ["TOLERANCE", "FuzzerBug", "Outcome", "check", "reason_of"]
+__all__ = ["TOLERANCE", "FuzzerBug", "Outcome", "check", "cut_and_verify", "reason_of"]
 
 TOLERANCE = 1e-5
 
@@ -208,3 +208,10 @@ def check(case: Case, draw: Callable[[surgeon.Analysis], Trial]) -> Outcome:
 
 def _removes(analysis: surgeon.Analysis, group_id: str, units) -> bool:
     return len(set(units)) < analysis.group(group_id).size
+
+
+def cut_and_verify(model: nn.Module, x: torch.Tensor, plan):
+    """Analyse, apply ``plan`` and verify: (report, pruned model, analysis)."""
+    analysis = surgeon.analyze(model, x)
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    return surgeon.verify(model, pruned, plan, x, analysis=analysis), pruned, analysis
