@@ -12,10 +12,11 @@ from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.dispatched import has_accelerate_hooks, materialized_copy
 from surgeon.analyzers.importance.calibration import Statistics, calibrate, token_batches
 from surgeon.analyzers.importance.criteria import CRITERIA, score_group
+from surgeon.costs import count_flops, flop_weights
 from surgeon.errors import InputError
 from surgeon.persist import record_compensation
 from surgeon.plan import Plan
-from surgeon.planner import PlanOptions, count_flops, flop_weights, make_plan
+from surgeon.planner import PlanOptions, make_plan
 from surgeon.rewriters import apply
 from surgeon.rewriters.compensate import COMPENSATIONS, compensate_consumers
 from surgeon.verify import VerifyReport, verify
@@ -38,7 +39,7 @@ RECOMMENDED: dict[str, Any] = {
 class PruneReport:
     params_before: int
     params_after: int
-    flops_before: int  # per token: surgeon.planner.count_flops (attention scores excluded)
+    flops_before: int  # per token: surgeon.costs.count_flops (attention scores excluded)
     flops_after: int
     criterion: dict[str, str]  # group -> criterion actually used (fallbacks show here)
     verification: VerifyReport | None  # of the cut before compensation
