@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-__all__ = ["has_accelerate_hooks", "meta_skeleton", "to_meta"]
+__all__ = ["has_accelerate_hooks", "materialized_copy", "meta_skeleton", "to_meta"]
 
 # Instance attributes accelerate adds: its hook, the wrapped forward, and the
 # warning wrappers dispatch_model puts on the root's .to/.cuda/...
@@ -49,13 +50,15 @@ def materialized_copy(model: nn.Module, device: str | torch.device = "cpu") -> n
         return _hook_free_copy(model, lambda tensor: tensor.detach().to(device, copy=True))
 
 
-def _hook_free_copy(model: nn.Module, tensor_copy) -> nn.Module:
+def _hook_free_copy(model: nn.Module, tensor_copy: Callable) -> nn.Module:
+    """Deep copy of ``model`` without accelerate's hooks, each tensor replaced by
+    ``tensor_copy(tensor)`` (tied tensors stay tied: one copy per tensor)."""
     memo: dict[int, Any] = {}
     for tensor in itertools.chain(model.parameters(), model.buffers()):
-        empty = tensor_copy(tensor)
+        copied = tensor_copy(tensor)
         if isinstance(tensor, nn.Parameter):
-            empty = nn.Parameter(empty, requires_grad=tensor.requires_grad)
-        memo[id(tensor)] = empty
+            copied = nn.Parameter(copied, requires_grad=tensor.requires_grad)
+        memo[id(tensor)] = copied
     for module in model.modules():
         for name in (*_HOOK_ATTRIBUTES, *_ADDED_ATTRIBUTES):
             value = module.__dict__.get(name)
