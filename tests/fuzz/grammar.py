@@ -148,13 +148,9 @@ def _seq_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, in
             pick=c.pick(("gather", "index")),
         ), d
     if kind == "concat":
-        widths = tuple(c.int(1, 8) for _ in range(c.int(2, 3)))
-        return Concat(widths, c.pick(ACTS)), sum(widths)
+        return _concat(c)
     if kind == "split":
-        half = c.int(2, 8)
-        mode = c.pick(("chunk", "chunk", "split_int", "split_list", "narrow", "unbind", "glu"))
-        combine = "gate" if mode == "glu" else c.pick(("gate", "mul", "add", "swap_cat"))
-        return Split(half, mode, combine), (2 * half if combine == "swap_cat" else half)
+        return _split(c)
     if kind == "stack":
         body: list[Layer] = []
         for _ in range(c.int(1, 2)):
@@ -164,6 +160,20 @@ def _seq_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, in
         pre = _norm(c, d, ("layer", "rms", "batch", "group")) if c.flag(0.6) else None
         return Stack(c.int(2, 3), tuple(body), pre), d
     raise AssertionError(kind)
+
+
+def _concat(c) -> tuple[Layer, int]:
+    """A concat of 2 or 3 branches (the same draws for sequence and conv models)."""
+    widths = tuple(c.int(1, 8) for _ in range(c.int(2, 3)))
+    return Concat(widths, c.pick(ACTS)), sum(widths)
+
+
+def _split(c) -> tuple[Layer, int]:
+    """A split into halves recombined (the same draws for sequence and conv models)."""
+    half = c.int(2, 8)
+    mode = c.pick(("chunk", "chunk", "split_int", "split_list", "narrow", "unbind", "glu"))
+    combine = "gate" if mode == "glu" else c.pick(("gate", "mul", "add", "swap_cat"))
+    return Split(half, mode, combine), (2 * half if combine == "swap_cat" else half)
 
 
 def _conv_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, int]:
@@ -193,13 +203,9 @@ def _conv_layer(c, d: int, depth: int, in_block: bool = False) -> tuple[Layer, i
     if kind == "norm":
         return _norm(c, d, ("batch", "batch", "group", "layer", "rms")), d
     if kind == "concat":
-        widths = tuple(c.int(1, 8) for _ in range(c.int(2, 3)))
-        return Concat(widths, c.pick(ACTS)), sum(widths)
+        return _concat(c)
     if kind == "split":
-        half = c.int(2, 8)
-        mode = c.pick(("chunk", "chunk", "split_int", "split_list", "narrow", "unbind", "glu"))
-        combine = "gate" if mode == "glu" else c.pick(("gate", "mul", "add", "swap_cat"))
-        return Split(half, mode, combine), (2 * half if combine == "swap_cat" else half)
+        return _split(c)
     if kind == "stack":
         body = [_conv_layer(c, d, depth + 1, in_block=True)[0] for _ in range(c.int(1, 2))]
         pre = _norm(c, d, ("batch", "group", "layer")) if c.flag(0.5) else None
