@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import resource
 import subprocess
 import sys
 import time
 import traceback
 from collections import Counter
-from importlib import metadata
 from pathlib import Path
 
 from doc_sections import replace_section
+from environment import machine, versions
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Analysis at scale"
@@ -200,27 +197,6 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
-    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.M)
-    ram = f"{int(mem.group(1)) * 1024 / 2**30:.1f} GiB RAM" if mem else "RAM unknown"
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cpu = model.group(1).strip() if model else platform.processor() or "unknown CPU"
-    return f"{nproc} CPUs (nproc), {cpu}, {ram}"
-
-
-def versions() -> str:
-    out = [f"Python {platform.python_version()}"]
-    for dist in ("torch", "transformers", "torch-pruning"):
-        try:
-            out.append(f"{dist} {metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{dist} not installed")
-    return ", ".join(out)
-
-
 def goal_line(results: list[dict]) -> str:
     r = next((r for r in results if r["run"] == "70b-surgeon-meta"), None)
     if r is None:
@@ -264,7 +240,7 @@ def section(results: list[dict], command: str, total_s: float) -> str:
   are `get_all_groups()` with default arguments (Linear/Conv roots, nothing ignored).
 - The full 8B shape with real weights is not run: fp32 needs 32 GB, more than this machine.
 - Machine: {machine()}.
-- Versions: {versions()}.
+- Versions: {versions("torch", "transformers", "torch-pruning")}.
 - Command: `{command}` (whole script: {total_s:.0f} s wall).
 """
 

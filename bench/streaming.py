@@ -21,18 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import torch
+from environment import machine, versions
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Streaming surgery"
@@ -147,23 +145,6 @@ def directory_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
 
 
-def machine() -> str:
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
-    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
-    mem = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.M)
-    ram = f"{int(mem.group(1)) * 1024 / 2**30:.1f} GiB RAM" if mem else "RAM unknown"
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpus} CPUs (nproc), {model.group(1).strip() if model else '?'}, {ram}"
-
-
-def versions() -> str:
-    found = [f"Python {platform.python_version()}"]
-    for dist in ("torch", "transformers", "safetensors"):
-        found.append(f"{dist} {metadata.version(dist)}")
-    return ", ".join(found)
-
-
 ROWS = (
     ("imports", "`import torch, transformers, surgeon`"),
     ("inspect", "`surgeon inspect SRC` (the 3B config built on meta and analysed)"),
@@ -229,7 +210,7 @@ Inside the prune process (its own report):
 - Wall times depend on the load other jobs put on this shared machine (CPU and
   disk); peak RSS does not.
 - Machine: {machine()}.
-- Versions: {versions()}.
+- Versions: {versions("torch", "transformers", "safetensors")}.
 - Command: `python bench/streaming.py --write` (whole script: {total_s:.0f} s wall).
   The checkpoints live under /tmp and are deleted at the end.
 """
