@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import torch
+from doc_sections import replace_section
 from environment import machine, versions
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -217,17 +218,7 @@ Inside the prune process (its own report):
 
 
 def write_doc(text: str) -> None:
-    """Replace only this section; other sections are written by other scripts, so
-    the file is read fresh right before writing."""
-    old = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        following = re.search(r"^## ", old[start + len(SECTION) :], re.M)
-        end = start + len(SECTION) + following.start() if following else len(old)
-        new = old[:start] + text.rstrip("\n") + "\n" + ("\n" + old[end:] if following else "")
-    DOC.write_text(new)
+    replace_section(DOC, SECTION, text)
     log(f"wrote {DOC}")
 
 
