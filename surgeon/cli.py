@@ -106,12 +106,7 @@ def _prune(args: argparse.Namespace) -> int:
         raise SurgeonError(f"output directory '{output}' is not empty")
     model = load_directory(directory)
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory) if args.calib else None
-    options = {
-        "allocation": "uniform" if args.uniform else args.allocation,
-        "round_to": args.round_to,
-        "kinds": tuple(args.kinds),
-        "hf_loadable": args.hf_loadable,
-    }
+    options = _shape_options(args)
     if args.params is not None:
         options["params"] = args.params
     result = prune(
@@ -158,14 +153,7 @@ def _prune_checkpoint(args: argparse.Namespace) -> int:
     else:
         if args.ratio is None and args.params is None:
             raise SurgeonError("give --ratio, --params or --plan")
-        options = {
-            "allocation": "uniform" if args.uniform else args.allocation,
-            "round_to": args.round_to,
-            "kinds": tuple(args.kinds),
-            "heads": args.heads,
-            "ignore": tuple(args.ignore),
-            "hf_loadable": args.hf_loadable,
-        }
+        options = {**_shape_options(args), "heads": args.heads, "ignore": tuple(args.ignore)}
         if args.params is not None:
             options["params"] = args.params
         result = prune_checkpoint(
@@ -180,6 +168,31 @@ def _prune_checkpoint(args: argparse.Namespace) -> int:
     print(result)
     print(f"saved to {result.path}")
     return 0
+
+
+def _add_shape_options(parser: argparse.ArgumentParser) -> None:
+    """The planner's shape flags, shared by ``prune`` and ``prune-checkpoint``."""
+    parser.add_argument("--uniform", action="store_true", help="same width in every layer")
+    parser.add_argument(
+        "--hf-loadable",
+        action="store_true",
+        help="uniform widths and head counts that plain from_pretrained can load",
+    )
+    parser.add_argument("--allocation", default="global", choices=("global", "adaptive"))
+    parser.add_argument(
+        "--round-to", type=int, default=None, help="kept channels a multiple of N (default: auto)"
+    )
+    parser.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
+
+
+def _shape_options(args: argparse.Namespace) -> dict:
+    """PlanOptions keyword arguments from the flags of :func:`_add_shape_options`."""
+    return {
+        "allocation": "uniform" if args.uniform else args.allocation,
+        "round_to": args.round_to,
+        "kinds": tuple(args.kinds),
+        "hf_loadable": args.hf_loadable,
+    }
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -245,17 +258,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--calib", help="calibration text file")
     prune.add_argument("--eval", help="text file for perplexity before and after")
     prune.add_argument("-o", "--output", required=True, help="directory to save to")
-    prune.add_argument("--uniform", action="store_true", help="same width in every layer")
-    prune.add_argument(
-        "--hf-loadable",
-        action="store_true",
-        help="uniform widths and head counts that plain from_pretrained can load",
-    )
-    prune.add_argument("--allocation", default="global", choices=("global", "adaptive"))
-    prune.add_argument(
-        "--round-to", type=int, default=None, help="kept channels a multiple of N (default: auto)"
-    )
-    prune.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
+    _add_shape_options(prune)
     prune.add_argument("--compensate", choices=sorted(COMPENSATIONS), default=None)
     prune.add_argument("--samples", type=int, default=64)
     prune.add_argument("--length", type=int, default=256)
@@ -275,17 +278,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=("magnitude", "magnitude-l1", "random"),
         help="weight-only scores (default: magnitude)",
     )
-    stream.add_argument("--uniform", action="store_true", help="same width in every layer")
-    stream.add_argument(
-        "--hf-loadable",
-        action="store_true",
-        help="uniform widths and head counts that plain from_pretrained can load",
-    )
-    stream.add_argument("--allocation", default="global", choices=("global", "adaptive"))
-    stream.add_argument(
-        "--round-to", type=int, default=None, help="kept channels a multiple of N (default: auto)"
-    )
-    stream.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
+    _add_shape_options(stream)
     stream.add_argument("--heads", choices=("kv", "q"), default="kv")
     stream.add_argument("--ignore", nargs="+", default=[], help="group ids or module prefixes")
     stream.add_argument("--seed", type=int, default=0, help="for --criterion random")
