@@ -20,6 +20,7 @@ from .grouping import form_groups
 from .model import Block, Group
 from .names import ParameterNames
 from .propagate import propagate
+from .sizes import ModelSize
 
 __all__ = ["Analysis", "AnalyzeOptions", "analyze"]
 
@@ -75,6 +76,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         capture_method=captured.method,
         node_count=sum(1 for _ in captured.graph.nodes),
         pinned_outputs=tuple(coupling.pinned_outputs),
+        size=ModelSize.of(model),
     )
 
 
@@ -93,6 +95,8 @@ class Analysis:
     pinned_outputs: tuple[tuple[int, str, tuple[int, ...]], ...] = field(
         default=(), repr=False, compare=False
     )
+    # parameters held and read per token: what a speed estimate needs (surgeon.depth)
+    size: ModelSize | None = field(default=None, repr=False, compare=False)
 
     @property
     def frozen(self) -> tuple[Group, ...]:
@@ -146,6 +150,7 @@ class Analysis:
             "groups": [g.to_dict() for g in self.groups],
             "blocks": [b.to_dict() for b in self.blocks],
             "unknown_ops": {op: list(nodes) for op, nodes in self.unknown_ops.items()},
+            "size": self.size.to_dict() if self.size else None,
         }
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -31,10 +31,10 @@ def _reference(results: list[dict], row: dict, key: str) -> dict | None:
 def report(results: list[dict]) -> str:
     """Two markdown tables: eager, and torch.compile where it was measured."""
     head = (
-        "| shape | MLP widths | KV heads | params | param ratio | FLOP ratio "
+        "| shape | layers | MLP widths | KV heads | params | param ratio | FLOP ratio "
         "| prefill ms | prefill speedup | / FLOP ratio | decode b1 tok/s | b1 speedup "
         "| / param ratio | decode b16 tok/s | b16 speedup |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     tables = {"": [head], "_compiled": [head]}
     for suffix, rows in tables.items():
@@ -49,7 +49,7 @@ def report(results: list[dict]) -> str:
             prefill = dense[prefill_key] / r[prefill_key]
             b1 = r[b1_key] / dense[b1_key]
             rows.append(
-                f"| {r['variant']['name']} | {_range(r['mlp_widths'])} "
+                f"| {r['variant']['name']} | {r['layers']} | {_range(r['mlp_widths'])} "
                 f"| {_range(r['kv_heads'])} | {params_label(r['params'])} | {params:.2f}x "
                 f"| {flops:.2f}x | {r[prefill_key]:.1f} | {prefill:.2f}x | {prefill / flops:.2f} "
                 f"| {r[b1_key]:.0f} | {b1:.2f}x | {b1 / params:.2f} | {r[b16_key]:.0f} "

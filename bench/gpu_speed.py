@@ -80,6 +80,7 @@ def variants() -> dict[str, Variant]:
     for ratio in (0.2, 0.5):
         pct = int(ratio * 100)
         table.append(Variant(f"default-{pct}", ratio))
+        table.append(Variant(f"width-{pct}", ratio, dict(layers=0)))
         for allocation in ("uniform", "global"):
             for step in (1, 8, 64, 128, 256):
                 options = dict(allocation=allocation, round_to=step)
@@ -102,8 +103,9 @@ def build(shape: dict, device: str) -> torch.nn.Module:
     return model.eval().requires_grad_(False)
 
 
-def prune(model, analysis, scores, variant: Variant):
-    """The pruned copy of ``model`` for ``variant`` (``model`` is not changed)."""
+def prune(model, analysis, scores, variant: Variant, influence: dict[str, float]):
+    """The pruned copy of ``model`` for ``variant`` (``model`` is not changed);
+    ``influence``: block scores for the planner's ``layers="auto"``."""
     import surgeon
     from surgeon.analyzers import GroupKind
     from surgeon.planner import PlanOptions, make_plan
@@ -119,7 +121,8 @@ def prune(model, analysis, scores, variant: Variant):
     elif variant.depth_share:
         plan = _depth_and_width(model, analysis, scores, variant)
     else:
-        plan = make_plan(analysis, scores, PlanOptions(ratio=variant.ratio, **variant.options))
+        options = PlanOptions(ratio=variant.ratio, **variant.options)
+        plan = make_plan(analysis, scores, options, block_scores=influence)
     return surgeon.apply(model, plan, analysis=analysis)
 
 
@@ -140,7 +143,7 @@ def _depth_and_width(model, analysis, scores, variant: Variant):
     )
     budget = int(variant.ratio * block_parameters(analysis)) - removed_params
     ignore = tuple(f"{name}." for name in removed)
-    options = PlanOptions(params=budget, ignore=ignore, **variant.options)
+    options = PlanOptions(params=budget, ignore=ignore, layers=0, **variant.options)
     widths = make_plan(analysis, scores, options)
     return surgeon.Plan.for_analysis(analysis, widths.keep, removed)
 
@@ -148,6 +151,7 @@ def _depth_and_width(model, analysis, scores, variant: Variant):
 def shape_summary(model) -> dict:
     """Parameters, MLP widths and the FLOPs of one 2048-token prefill."""
     mlp_widths = [layer.mlp.gate_proj.out_features for layer in model.model.layers]
+    layers = len(model.model.layers)
     head_dim = model.config.head_dim
     kv_heads = [layer.self_attn.k_proj.out_features // head_dim for layer in model.model.layers]
     params = sum(p.numel() for p in model.parameters())
@@ -160,6 +164,7 @@ def shape_summary(model) -> dict:
         "embedding": embedding,
         "block_linear": block,
         "mlp_widths": mlp_widths,
+        "layers": layers,
         "kv_heads": kv_heads,
     }
 
@@ -212,6 +217,7 @@ def run(args) -> list[dict]:
     scores = {
         g.id: criteria.score_group(model, g, "magnitude", None, None)[0] for g in analysis.prunable
     }
+    influence = block_influence(model, analysis, args.device)
     log(f"analyzed and scored in {time.perf_counter() - begin:.1f} s")
     table = variants()
     names = args.variants.split(",") if args.variants else list(table)
@@ -219,7 +225,7 @@ def run(args) -> list[dict]:
     results = []
     for name in names:
         begin = time.perf_counter()
-        pruned = prune(model, analysis, scores, table[name])
+        pruned = prune(model, analysis, scores, table[name], influence)
         result = measure(pruned, table[name], args, name in compiled)
         result["device"] = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
         result["torch"], result["transformers"] = torch.__version__, transformers.__version__
@@ -237,6 +243,18 @@ def run(args) -> list[dict]:
             if args.device == "cuda":
                 torch.cuda.empty_cache()
     return results
+
+
+def block_influence(model, analysis, device: str) -> dict[str, float]:
+    """ShortGPT's block influence on random tokens: the weights are random too, so
+    this only gives ``layers="auto"`` an order; speed depends on how many go."""
+    from surgeon.analyzers.importance.calibration import calibrate
+
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, model.config.vocab_size, (2, 256), generator=generator)]
+    blocks = [b.name for b in analysis.blocks if b.removable]
+    stats = calibrate(model, [b.to(device) for b in batches], blocks=blocks, progress=False)
+    return stats.block_influence
 
 
 def log(message: str) -> None:

@@ -88,6 +88,12 @@ def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
             {**RECIPE, "kinds": width, "layers": whole},
         )
     )
+    rows.append(
+        (
+            "recommended with the planner's default depth (layers='auto')",
+            {**RECIPE, "kinds": width, "layers": "auto"},
+        )
+    )
     layers = round(ratio * blocks)
     rows.append(
         (
@@ -95,7 +101,7 @@ def recipes(name: str, ratio: float, blocks: int) -> list[tuple[str, dict]]:
             {"criterion": "random", "layers": layers, "kinds": ()},
         )
     )
-    return rows
+    return [(label, {"layers": 0, **options}) for label, options in rows]  # widths unless said
 
 
 def run_model(name: str, args, log) -> list[dict]:

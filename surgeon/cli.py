@@ -183,6 +183,13 @@ def _add_shape_options(parser: argparse.ArgumentParser) -> None:
         "--round-to", type=int, default=None, help="kept channels a multiple of N (default: auto)"
     )
     parser.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
+    parser.add_argument(
+        "--layers",
+        type=_layers,
+        default="auto",
+        help="whole blocks to remove, or 'auto': as many as keep decode speed in step with "
+        "size (default); 0 cuts widths only",
+    )
 
 
 def _shape_options(args: argparse.Namespace) -> dict:
@@ -192,7 +199,17 @@ def _shape_options(args: argparse.Namespace) -> dict:
         "round_to": args.round_to,
         "kinds": tuple(args.kinds),
         "hf_loadable": args.hf_loadable,
+        "layers": args.layers,
     }
+
+
+def _layers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor a count") from None
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -285,7 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
-    planning = ("criterion", "uniform", "hf_loadable", "allocation", "round_to", "kinds")
+    planning = ("criterion", "uniform", "hf_loadable", "allocation", "round_to", "kinds", "layers")
     planning += ("heads", "ignore", "seed")
     stream.set_defaults(
         run=_prune_checkpoint,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from torch import nn
 
 from surgeon.analyzers import Analysis, GroupKind
+from surgeon.analyzers.sizes import flop_weights
 
 __all__ = ["block_flops", "block_parameters", "count_flops", "flop_weights"]
 
@@ -26,26 +27,6 @@ def block_parameters(analysis: Analysis) -> int:
         if not m.buffer
     }
     return sum(sizes.values())
-
-
-def flop_weights(model: nn.Module) -> dict[str, float]:
-    """FLOPs per token contributed by one element of each parameter that takes
-    part in a matrix product: 2 for an ``nn.Linear`` weight (a multiply and an
-    add), ``2 * top_k / experts`` for fused 3-D expert weights (each token runs
-    ``top_k`` of them; ``num_experts_per_tok`` of the config). Attention scores,
-    norms, biases, embeddings and routers are not counted."""
-    config = getattr(model, "config", None)
-    top_k = getattr(config, "num_experts_per_tok", None)
-    weights = {}
-    for name, module in model.named_modules():
-        prefix = f"{name}." if name else ""
-        if isinstance(module, nn.Linear):
-            weights[prefix + "weight"] = 2.0
-            continue
-        for param_name, param in module.named_parameters(recurse=False):
-            if top_k and param.dim() == 3 and param.shape[0] >= top_k:
-                weights[prefix + param_name] = 2.0 * top_k / param.shape[0]
-    return weights
 
 
 def count_flops(model: nn.Module) -> int:

@@ -16,7 +16,7 @@ from surgeon.costs import count_flops, flop_weights
 from surgeon.errors import InputError
 from surgeon.persist import record_compensation
 from surgeon.plan import Plan
-from surgeon.planner import PlanOptions, make_plan
+from surgeon.planner import PlanOptions, make_plan, planned_depth
 from surgeon.rewriters import apply
 from surgeon.rewriters.compensate import COMPENSATIONS, compensate_consumers
 from surgeon.verify import VerifyReport, verify
@@ -32,6 +32,7 @@ RECOMMENDED: dict[str, Any] = {
     "allocation": "uniform",
     "compensate": "refit+bias",
     "kinds": ("mlp", "expert_mlp"),
+    "layers": 0,  # widths only: best perplexity; the default layers="auto" trades some for speed
 }
 
 
@@ -44,6 +45,7 @@ class PruneReport:
     criterion: dict[str, str]  # group -> criterion actually used (fallbacks show here)
     verification: VerifyReport | None  # of the cut before compensation
     compensation: str | None = None
+    depth: str | None = None  # what layers="auto" decided
 
     def __str__(self) -> str:
         lines = [
@@ -54,6 +56,8 @@ class PruneReport:
         ]
         fallbacks = sorted({v for v in self.criterion.values()})
         lines.append(f"criteria used: {', '.join(fallbacks) or 'none'}")
+        if self.depth:
+            lines.append(self.depth)
         if self.compensation:
             lines.append(f"compensation: {self.compensation}")
         if self.verification is not None:
@@ -122,6 +126,9 @@ def prune(
             f"compensate must be None or one of {sorted(COMPENSATIONS)}, not {compensate!r}"
         )
     analysis = analyze(model)
+    weights = flop_weights(model)
+    choice = planned_depth(analysis, options, weights) if options.layers == "auto" else None
+    depth = choice.layers if choice else options.layers
     stats = statistics
     if stats is None:
         stats = _calibrate(
@@ -137,6 +144,7 @@ def prune(
             progress,
             layerwise,
             device,
+            depth,
         )
     if has_accelerate_hooks(model):  # calibrated where it is; cut on a plain copy
         model = materialized_copy(model)
@@ -147,9 +155,7 @@ def prune(
             scores[group.id], used[group.id] = score_group(
                 model, group, criterion, stats, generator, options.allocation != "relative"
             )
-    plan = make_plan(
-        analysis, scores, options, stats.block_influence if stats else None, flop_weights(model)
-    )
+    plan = make_plan(analysis, scores, options, stats.block_influence if stats else None, weights)
     pruned = apply(model, plan, analysis=analysis)
     check = verify(model, pruned, plan, analysis=analysis) if verify_result else None
     done = None
@@ -165,6 +171,7 @@ def prune(
         used,
         check,
         done,
+        _depth_note(choice, plan),
     )
     return PruneResult(pruned, plan, report, scores)
 
@@ -182,9 +189,15 @@ def _calibrate(
     progress,
     layerwise=False,
     device=None,
+    depth: int = 0,
 ) -> Statistics | None:
+    """Statistics the criterion, the compensation and ``depth`` whole-block
+    removals need; ``None`` when nothing needs data. A depth chosen by
+    ``layers="auto"`` does not demand data: without it the planner warns and
+    cuts widths only."""
     spec = CRITERIA[criterion]
-    if not (spec.needs_calibration or options.layers or compensate):
+    demanded = spec.needs_calibration or compensate or options.layers not in (0, "auto")
+    if not (demanded or depth) or (calib is None and not demanded):
         return None
     if calib is None:
         raise InputError(f"criterion '{criterion}' (or layers/compensation) needs calib=...")
@@ -200,7 +213,7 @@ def _calibrate(
         if spec.needs_gram or (compensate and compensate.startswith("refit"))
         else ()
     )
-    blocks = [b.name for b in analysis.blocks if b.removable] if options.layers else ()
+    blocks = [b.name for b in analysis.blocks if b.removable] if depth else ()
     return calibrate(
         model,
         batches,
@@ -212,6 +225,14 @@ def _calibrate(
         device=device,
         stack=[b.name for b in analysis.blocks],
     )
+
+
+def _depth_note(choice, plan: Plan) -> str | None:
+    if choice is None:
+        return None
+    if len(plan.remove_blocks) != choice.layers:
+        return f"{choice}; not applied: no block scores without calibration data"
+    return str(choice)
 
 
 def _count(model: nn.Module) -> int:

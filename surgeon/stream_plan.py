@@ -49,10 +49,11 @@ def plan_options_for(
     options = PlanOptions(ratio=ratio, **plan_options)
     if criterion not in CRITERIA:
         raise InputError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
-    if CRITERIA[criterion].needs_calibration or options.layers:
+    explicit_layers = options.layers not in (0, "auto")
+    if CRITERIA[criterion].needs_calibration or explicit_layers:
         raise InputError(
             f"streaming surgery scores from the weights alone: criterion '{criterion}'"
-            f"{' and layers=...' if options.layers else ''} need calibration data; use "
+            f"{' and layers=...' if explicit_layers else ''} need calibration data; use "
             "magnitude, magnitude-l1 or random, or pass a plan made elsewhere (plan=...)"
         )
     return options
