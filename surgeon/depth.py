@@ -5,7 +5,8 @@ norms, rotary embeddings, residual adds, the attention kernel, and the latency
 of a dozen small kernels. Measured on an H100 (docs/benchmarks.md, "GPU speed";
 Llama-3-8B shape, bf16, decode steps replayed as CUDA graphs), that fixed work
 costs a block as much as reading another ~170M parameters (a least-squares fit
-over 20 pruned shapes: 118 us per block, 0.68 us per million parameters read),
+over the aligned shapes in bench/results/gpu_speed_h100.json: about 120 us per
+block against 0.68 us per million parameters read),
 so at 50% widths alone made batch-1 decode only 0.77x as much faster as the
 model got smaller. Removing a block removes its fixed work too.
 
