@@ -146,6 +146,11 @@ def test_prune_refuses_bad_arguments_without_writing(tmp_path):
     assert unknown.returncode == 1 and "unknown criterion 'best'" in unknown.stderr
     missing = run("prune", str(model), "--criterion", "magnitude", "-o", str(out))
     assert missing.returncode == 2 and "--ratio" in missing.stderr
+    depth = ("--ratio", "0.5", "--criterion", "magnitude", "-o", str(out))
+    layers = run("prune", str(model), "--layers", "deep", *depth)
+    assert layers.returncode == 2 and "'deep' is neither 'auto' nor a count" in layers.stderr
+    uncalibrated = run("prune", str(model), "--layers", "1", *depth)
+    assert uncalibrated.returncode == 1 and "needs calib=" in uncalibrated.stderr
     assert not out.exists()
 
 
