@@ -184,7 +184,19 @@ def test_criteria_that_need_calibration_are_refused(tmp_path):
     source = checkpoint(tmp_path)
     with pytest.raises(surgeon.InputError, match="need calibration data"):
         surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, criterion="taylor")
+    with pytest.raises(surgeon.InputError, match="and layers=... need calibration data"):
+        surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, layers=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_default_depth_without_block_scores_warns_and_streams_widths(tmp_path):
+    deeper = {**DECODER, "num_hidden_layers": 4}
+    source = tmp_path / "source"
+    _build(hf.LlamaForCausalLM, hf.LlamaConfig, **deeper, head_dim=8).save_pretrained(source)
+    with pytest.warns(UserWarning, match="layers='auto': 1 whole blocks.*only widths are cut"):
+        result = surgeon.prune_checkpoint(source, tmp_path / "out", 0.5, progress=False)
+    assert result.plan.remove_blocks == () and result.plan.keep
+    assert hf.AutoConfig.from_pretrained(tmp_path / "out").num_hidden_layers == 4
 
 
 def test_the_shard_writer_and_reader_round_trip_through_safetensors(tmp_path, monkeypatch):
