@@ -36,12 +36,13 @@ from tqdm.auto import tqdm
 
 from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.names import ParameterNames
+from surgeon.converted import Source, StackedSource, checkpoint_sources
 from surgeon.errors import SurgeonError
 from surgeon.persist import INDEX, MANIFEST, WEIGHTS, read_manifest, replay, write_description
 from surgeon.plan import Plan
 from surgeon.rewriters import apply
 from surgeon.rewriters.resolve import kept_indices, resolve
-from surgeon.shards import ShardWriter, TensorEntry, open_checkpoint, read_rows
+from surgeon.shards import ShardWriter, open_checkpoint, read_rows
 from surgeon.stream_plan import DiskParameters, given_plan, plan_options_for, scored_plan
 
 __all__ = ["StreamResult", "prune_checkpoint"]
@@ -108,7 +109,7 @@ class _Job:
     """One output tensor: where it comes from and which indices it keeps."""
 
     name: str
-    source: TensorEntry
+    source: Source  # a TensorEntry, or a StackedSource of per-expert tensors
     dims: dict[int, list[int]]  # dim -> kept indices (empty: copied as is)
     shape: tuple[int, ...]
 
@@ -157,21 +158,21 @@ def prune_checkpoint(
         if (src / MANIFEST).is_file()
         else load_directory(src, weights=False)
     )
-    _check_names(model, entries, src)
+    sources = checkpoint_sources(model, entries, src)
     analysis = analyze(model)
     seconds = {"analysis": time.perf_counter() - started}
     memory = {"analysis": _peak_rss_gb()}
     started = time.perf_counter()
     used: dict[str, str] = {}
     if given is None:
-        weights = DiskParameters(entries, ParameterNames(model).tied)
+        weights = DiskParameters(sources, ParameterNames(model).tied)
         plan, used = scored_plan(analysis, weights, options, criterion, seed, progress)
     else:
         plan = given
     seconds["scoring"] = time.perf_counter() - started
     memory["scoring"] = _peak_rss_gb()
     started = time.perf_counter()
-    jobs, before = _jobs(model, analysis, plan, entries)
+    jobs, before = _jobs(model, analysis, plan, sources)
     seconds["cut on meta"] = time.perf_counter() - started
     memory["cut on meta"] = _peak_rss_gb()
     started = time.perf_counter()
@@ -214,26 +215,8 @@ def _peak_rss_gb() -> float | None:
     return peak * (1 if sys.platform == "darwin" else 1024) / 1e9
 
 
-def _check_names(model: nn.Module, entries: dict[str, TensorEntry], src: Path) -> None:
-    """The checkpoint must hold exactly the model's tensors (a tied one under any of
-    its names), before anything is scored or cut."""
-    names = ParameterNames(model)
-    expected = [n for n in model.state_dict() if n not in names.tied]
-    missing = [n for n in expected if not any(a in entries for a in (n, *names.aliases.get(n, ())))]
-    unknown = sorted(set(entries) - set(expected) - set(names.tied))
-    if unknown or missing:
-        found = f"tensors {unknown[:4]} that the model has not" if unknown else ""
-        lacks = f"no tensors {missing[:4]}" if missing else ""
-        raise SurgeonError(
-            f"the checkpoint in '{src}' holds {' and '.join(x for x in (found, lacks) if x)} "
-            f"(the model {type(model).__name__} that config.json builds); checkpoints whose "
-            "names transformers converts at load time (per-expert MoE weights, older "
-            "layouts) cannot be streamed: load them, apply and save in memory instead"
-        )
-
-
 def _jobs(
-    model: nn.Module, analysis: Analysis, plan: Plan, entries: dict[str, TensorEntry]
+    model: nn.Module, analysis: Analysis, plan: Plan, sources: dict[str, Source]
 ) -> tuple[list[_Job], int]:
     """Cut the meta model in place and list every output tensor with its source.
 
@@ -256,7 +239,7 @@ def _jobs(
         old_module = old_paths.get(id(new_modules.get(module_path)), module_path)
         source_name = f"{old_module}.{attr}" if old_module else attr
         stored = (source_name, *names.aliases.get(source_name, ()))  # a tied one: any name
-        source = next((entries[n] for n in stored if n in entries), None)
+        source = next((sources[n] for n in stored if n in sources), None)
         if source is None:
             raise SurgeonError(
                 f"the checkpoint has no tensor '{source_name}' (needed for '{name}' of the cut "
@@ -310,6 +293,9 @@ def _write_shards(jobs: list[_Job], directory: Path, progress: bool) -> int:
 
 
 def _write_one(writer: ShardWriter, job: _Job) -> None:
+    if isinstance(job.source, StackedSource):
+        _write_stacked(writer, job)
+        return
     if not job.dims:
         writer.copy(job.source)
         return
@@ -319,6 +305,17 @@ def _write_one(writer: ShardWriter, job: _Job) -> None:
             if dim > 0:
                 slab = slab.index_select(dim, torch.tensor(indices, dtype=torch.long))
         writer.write(slab)
+
+
+def _write_stacked(writer: ShardWriter, job: _Job) -> None:
+    """A fused expert tensor, one kept expert at a time from its own tensors."""
+    source: StackedSource = job.source
+    columns = {d - 1: i for d, i in job.dims.items() if d > 1}  # dims of one expert's slab
+    for expert in job.dims.get(0, range(source.shape[0])):
+        for slab in source.expert_slabs(expert, job.dims.get(1)):
+            for dim, indices in sorted(columns.items()):
+                slab = slab.index_select(dim, torch.tensor(indices, dtype=torch.long))
+            writer.write(slab)
 
 
 def _copy_extras(src: Path, out: Path) -> None:

@@ -95,14 +95,17 @@ class DiskParameters:
     """Stands in for the model when a weight-only criterion asks for a parameter:
     the tensor is read from the checkpoint then, and dropped once scored."""
 
-    def __init__(self, entries: dict[str, TensorEntry], tied: dict[str, str]) -> None:
-        self._entries = entries
+    def __init__(self, sources: dict, tied: dict[str, str]) -> None:
+        self._sources = sources  # name -> TensorEntry or surgeon.converted.StackedSource
         self._names: dict[str, list[str]] = {}
         for alias, first in tied.items():
             self._names.setdefault(first, [first]).append(alias)
 
     def get_parameter(self, name: str) -> torch.Tensor:
         for candidate in self._names.get(name, [name]):
-            if candidate in self._entries:
-                return read_tensor(self._entries[candidate])
+            source = self._sources.get(candidate)
+            if isinstance(source, TensorEntry):
+                return read_tensor(source)
+            if source is not None:
+                return source.read()
         raise SurgeonError(f"the checkpoint has no tensor '{name}' to score")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import safetensors.torch
 import torch
 import transformers as hf
 from safetensors import safe_open
@@ -149,10 +150,36 @@ def test_fused_and_transposed_weights_stream_bit_for_bit(name, tmp_path):
     assert_same_checkpoint(tmp_path / "streamed", tmp_path / "in_memory")
 
 
-def test_a_checkpoint_with_converted_names_is_refused_before_anything_is_read(tmp_path):
+@pytest.mark.parametrize("name", ["mixtral", "qwen3_moe"])
+@pytest.mark.parametrize("allocation", ["uniform", "global"])
+def test_per_expert_checkpoints_stream_bit_for_bit(name, allocation, tmp_path):
+    """transformers saves experts one tensor each and fuses them at load time;
+    streaming reads them the same way and writes the fused tensors surgeon.save
+    writes, expert by expert."""
     source = tmp_path / "source"
-    HF_MODELS["mixtral"]().save_pretrained(source)  # per-expert tensors on disk, fused in memory
-    with pytest.raises(surgeon.SurgeonError, match="per-expert MoE weights"):
+    HF_MODELS[name]().save_pretrained(source, max_shard_size="60KB")
+    assert any(".experts.0." in key for key in surgeon.stream.open_checkpoint(source))
+    options = dict(kinds=("experts", "expert_mlp"), allocation=allocation, layers=0)
+    result = surgeon.prune_checkpoint(source, tmp_path / "streamed", 0.4, progress=False, **options)
+    model = hf.AutoModelForCausalLM.from_pretrained(source).eval()
+    expected = surgeon.prune(model, 0.4, criterion="magnitude", verify_result=False, **options)
+    assert result.plan == expected.plan
+    kinds = {group.split("@")[0] for group in result.plan.keep}
+    assert "experts" in kinds and (allocation == "global" or "expert_mlp" in kinds)
+    surgeon.save(expected.model, tmp_path / "in_memory")
+    assert_same_checkpoint(tmp_path / "streamed", tmp_path / "in_memory")
+    reloaded = surgeon.load(tmp_path / "streamed")
+    ids = torch.randint(0, 128, (2, 6))
+    assert torch.equal(logits(reloaded, ids), logits(expected.model, ids))
+
+
+def test_a_checkpoint_missing_an_expert_is_refused_before_anything_is_written(tmp_path):
+    source = tmp_path / "source"
+    HF_MODELS["mixtral"]().save_pretrained(source)
+    weights = safetensors.torch.load_file(source / "model.safetensors")
+    del weights["model.layers.1.block_sparse_moe.experts.2.w3.weight"]
+    safetensors.torch.save_file(weights, source / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(surgeon.SurgeonError, match="per-expert tensors of '.*layers.1.*' are"):
         surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
 
