@@ -10,7 +10,9 @@ nothing in a structured cut needs the whole model at once:
    planner from a weight-only criterion (``magnitude``, ``magnitude-l1``,
    ``random``) that reads each member tensor from disk when it is scored;
 3. every tensor of every input shard is read in slabs of rows, sliced with
-   the same kept indices ``apply`` uses, and appended to the output shard.
+   the same kept indices ``apply`` uses, and appended to the output shard
+   (per-expert MoE tensors, which transformers stacks at load time, are read
+   expert by expert and written stacked: :mod:`surgeon.converted`).
 
 Peak memory is the meta analysis plus one slab (and, while scoring, one
 member tensor in float64), whatever the model's size. Output goes to a
