@@ -34,27 +34,14 @@ from pathlib import Path
 from doc_sections import replace_section
 from environment import machine, versions
 
+from surgeon.shapes import LLAMA3_8B, LLAMA3_70B
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Analysis at scale"
 GOAL = "70B in under 20 s end to end with under 1.5 GB peak RSS on a 2-core CPU machine"
-LLAMA3_8B = dict(
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    vocab_size=128256,
-    head_dim=128,
-)
 SHAPES = {
     "Llama-3-8B": LLAMA3_8B,
-    "Llama-3-70B": dict(
-        LLAMA3_8B,
-        hidden_size=8192,
-        intermediate_size=28672,
-        num_hidden_layers=80,
-        num_attention_heads=64,
-    ),
+    "Llama-3-70B": LLAMA3_70B,
     "Llama-3-8B widths, 4 layers": dict(LLAMA3_8B, num_hidden_layers=4),
 }
 # run id -> (shape, tool, device)

@@ -25,7 +25,6 @@ import datetime
 import json
 import multiprocessing
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -33,10 +32,10 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 
 from doc_sections import replace_section
+from environment import machine, versions
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -172,22 +171,6 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = []
-    for package in ("torch", "transformers", "hypothesis"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions.append(f"{package} {metadata.version(package)}")
-    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, " + ", ".join(
-        versions
-    )
-
-
 def section(records: list[dict], seconds: float, args) -> str:
     failures = [r for r in records if r["failed"]]
     command = (
@@ -214,7 +197,7 @@ def section(records: list[dict], seconds: float, args) -> str:
         f"- Command: `{command}`.",
         f"- Runtime: {seconds:.0f} s wall for {len(records)} examples "
         f"({seconds / max(len(records), 1):.2f} s each, {args.workers} workers).",
-        f"- Machine: {machine()}.",
+        f"- Machine: {machine()}; {versions('torch', 'transformers', 'hypothesis')}.",
         f"- Date: {when}.",
     ]
     return "\n".join(lines) + "\n"

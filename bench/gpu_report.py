@@ -138,11 +138,11 @@ def _per_layer_fit(results: list[dict], key: str = "decode_b1_tok_s") -> tuple[f
 def _estimates() -> dict[float, object]:
     """surgeon.depth's choice for the benchmark's shape at 20% and 50%."""
     import torch
-    from gpu_speed import LLAMA3_8B
     from transformers import LlamaConfig, LlamaForCausalLM
 
     import surgeon
     from surgeon.planner import PlanOptions, planned_depth
+    from surgeon.shapes import LLAMA3_8B
 
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig(**LLAMA3_8B))

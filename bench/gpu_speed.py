@@ -39,19 +39,9 @@ from doc_sections import replace_section
 from gpu_report import SECTION, report, section
 from gpu_timing import decode, prefill_ms
 
+from surgeon.shapes import LLAMA3_8B
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-LLAMA3_8B = dict(
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    vocab_size=128256,
-    rope_theta=500000.0,
-    max_position_embeddings=8192,
-    tie_word_embeddings=False,
-)
 SMOKE = dict(
     LLAMA3_8B,
     hidden_size=256,

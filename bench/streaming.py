@@ -33,23 +33,13 @@ import torch
 from doc_sections import replace_section
 from environment import machine, versions
 
+from surgeon.shapes import LLAMA3_2_3B
+
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SECTION = "## Streaming surgery"
 GOAL_GB = 1.5
 SHARD_BYTES = 2 * 10**9
-LLAMA_3_2_3B = dict(
-    hidden_size=3072,
-    intermediate_size=8192,
-    num_hidden_layers=28,
-    num_attention_heads=24,
-    num_key_value_heads=8,
-    head_dim=128,
-    vocab_size=128256,
-    tie_word_embeddings=True,
-    rope_theta=500000.0,
-    max_position_embeddings=131072,
-    dtype="bfloat16",
-)
+LLAMA_3_2_3B = dict(LLAMA3_2_3B, dtype="bfloat16")
 PRUNE_ARGS = ["--ratio", "0.2", "--criterion", "magnitude", "--kinds", "mlp"]
 
 

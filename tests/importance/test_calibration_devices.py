@@ -20,6 +20,7 @@ from surgeon.analyzers.dispatched import has_accelerate_hooks
 from surgeon.analyzers.importance.calibration import calibrate, token_batches
 from surgeon.analyzers.importance.criteria import score_group
 from surgeon.analyzers.importance.devices import input_device, onloaded
+from tests.importance.compare import relative
 from tests.zoo import HF_MODELS
 
 BLOCKS = ["model.layers.0", "model.layers.1"]
@@ -31,10 +32,6 @@ DEVICE_MAP = {
     "model.norm": "cpu",
     "lm_head": "cpu",
 }
-
-
-def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
 def batches():

@@ -9,13 +9,10 @@ import torch
 import surgeon
 from surgeon.analyzers.importance.calibration import calibrate, token_batches
 from surgeon.analyzers.importance.layerwise import layer_stack
+from tests.importance.compare import relative
 from tests.zoo import HF_MODELS
 
 BLOCKS = ["model.layers.0", "model.layers.1"]
-
-
-def relative(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
 def batches():

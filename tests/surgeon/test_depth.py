@@ -12,17 +12,8 @@ import transformers as hf
 import surgeon
 from surgeon.depth import BLOCK_OVERHEAD, SPEED_EFFICIENCY, choose_depth
 from surgeon.planner import PlanOptions, block_parameters, make_plan, planned_depth
+from surgeon.shapes import LLAMA3_8B
 
-LLAMA3_8B = dict(
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    head_dim=128,
-    vocab_size=128256,
-    tie_word_embeddings=False,
-)
 SMALL = dict(LLAMA3_8B, hidden_size=64, intermediate_size=128, num_hidden_layers=8)
 SMALL.update(num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=128)
 
