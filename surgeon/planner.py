@@ -45,6 +45,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -133,6 +134,17 @@ class PlanOptions:
     @classmethod
     def names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
+
+    @classmethod
+    def from_kwargs(cls, ratio: float | None, options: Mapping[str, Any]) -> PlanOptions:
+        """Options given as keyword arguments (to ``prune``...): unknown names are
+        refused, not ignored."""
+        unknown = set(options) - cls.names()
+        if unknown:
+            raise InputError(
+                f"unknown option(s) {sorted(unknown)}; plan options are {sorted(cls.names())}"
+            )
+        return cls(ratio=ratio, **options)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from torch import nn
 from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.dispatched import has_accelerate_hooks, materialized_copy
 from surgeon.analyzers.importance.calibration import Statistics, calibrate, token_batches
-from surgeon.analyzers.importance.criteria import CRITERIA, score_group
+from surgeon.analyzers.importance.criteria import CRITERIA, check_criterion, score_group
 from surgeon.costs import count_flops, flop_weights
 from surgeon.errors import InputError
 from surgeon.persist import record_compensation
@@ -113,14 +113,8 @@ def prune(
     then cut on a plain copy with every weight on the CPU: ``result.model`` is
     that copy (dispatch it again as you like); the dispatched model is unchanged.
     """
-    unknown = set(plan_options) - PlanOptions.names()
-    if unknown:
-        raise InputError(
-            f"unknown option(s) {sorted(unknown)}; plan options are {sorted(PlanOptions.names())}"
-        )
-    options = PlanOptions(ratio=ratio, **plan_options)
-    if criterion not in CRITERIA:
-        raise InputError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
+    options = PlanOptions.from_kwargs(ratio, plan_options)
+    check_criterion(criterion)
     if compensate is not None and compensate not in COMPENSATIONS:
         raise InputError(
             f"compensate must be None or one of {sorted(COMPENSATIONS)}, not {compensate!r}"

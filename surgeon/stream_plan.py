@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from surgeon.analyzers import Analysis
-from surgeon.analyzers.importance.criteria import CRITERIA, score_group
+from surgeon.analyzers.importance.criteria import CRITERIA, check_criterion, score_group
 from surgeon.errors import InputError, PlanError, SurgeonError
 from surgeon.plan import Plan
 from surgeon.planner import PlanOptions, make_plan
@@ -41,14 +41,8 @@ def plan_options_for(
     ratio: float | None, criterion: str, plan_options: dict[str, Any]
 ) -> PlanOptions:
     """Checked before anything is read: streaming can only use weight-only criteria."""
-    unknown = set(plan_options) - PlanOptions.names()
-    if unknown:
-        raise InputError(
-            f"unknown option(s) {sorted(unknown)}; plan options are {sorted(PlanOptions.names())}"
-        )
-    options = PlanOptions(ratio=ratio, **plan_options)
-    if criterion not in CRITERIA:
-        raise InputError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
+    options = PlanOptions.from_kwargs(ratio, plan_options)
+    check_criterion(criterion)
     explicit_layers = options.layers not in (0, "auto")
     if CRITERIA[criterion].needs_calibration or explicit_layers:
         raise InputError(

@@ -39,11 +39,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from surgeon.errors import InputError
+
 from ..model import Group
 from .calibration import Statistics
 from .units import unit_scores
 
-__all__ = ["CRITERIA", "Criterion", "score_group"]
+__all__ = ["CRITERIA", "Criterion", "check_criterion", "score_group"]
 
 MemberScores = dict[tuple[str, int], torch.Tensor]
 
@@ -135,6 +137,12 @@ _register(Criterion("wanda-sp", True, False, _wanda_sp))
 _register(Criterion("flap", True, False, _flap, standardise=True))
 _register(Criterion("activation", True, False, _activation))
 _register(Criterion("obs", True, False, _obs, needs_gram=True))
+
+
+def check_criterion(name: str) -> None:
+    """Refuse an unknown criterion name, listing the known ones."""
+    if name not in CRITERIA:
+        raise InputError(f"unknown criterion '{name}'; known: {', '.join(sorted(CRITERIA))}")
 
 
 def score_group(
