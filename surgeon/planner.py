@@ -41,26 +41,34 @@ dense model (docs/benchmarks.md, "GPU speed").
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 
+from surgeon.allocation import (
+    Candidate,
+    channel_step,
+    global_counts,
+    hidden_size,
+    kept_units,
+    loadable_heads,
+    uniform_counts,
+)
 from surgeon.analyzers import Analysis, Group, GroupKind
 from surgeon.analyzers.importance.units import level_digits
 from surgeon.costs import block_flops, block_parameters, count_flops, flop_weights
 from surgeon.depth import BLOCK_OVERHEAD, DepthChoice, choose_depth
 from surgeon.errors import InputError
 from surgeon.plan import Plan
-from surgeon.rewriters.resolve import units_of
 
 __all__ = [
     "PlanOptions",
     "block_flops",
     "block_parameters",
+    "channel_step",
     "count_flops",
     "flop_weights",
     "make_plan",
@@ -147,18 +155,6 @@ class PlanOptions:
         return cls(ratio=ratio, **options)
 
 
-@dataclass
-class _Candidate:
-    group: Group
-    level: str | None  # the attention level units are taken from, else None
-    scores: torch.Tensor  # per candidate unit
-    cost: float  # parameters per candidate unit
-
-    @property
-    def size(self) -> int:
-        return self.scores.numel()
-
-
 def make_plan(
     analysis: Analysis,
     scores: Mapping[str, torch.Tensor],
@@ -181,13 +177,13 @@ def make_plan(
     ]
     budget = max(0.0, _budget(analysis, options, weights) - _cost_of(analysis, inside, weights))
     if options.allocation == "uniform" or options.hf_loadable:
-        counts = _uniform(candidates, budget, options)
+        counts = uniform_counts(candidates, budget, options)
         if options.hf_loadable:
-            counts = _loadable_heads(candidates, counts, _hidden_size(analysis))
+            counts = loadable_heads(candidates, counts, hidden_size(analysis))
     else:
-        counts = _global(candidates, budget, options)
+        counts = global_counts(candidates, budget, options)
     keep = {
-        c.group.id: _kept_units(c, counts[c.group.id])
+        c.group.id: kept_units(c, counts[c.group.id])
         for c in candidates
         if counts[c.group.id] < c.size
     }
@@ -245,125 +241,16 @@ def _unit_cost(group: Group, level: str | None, weights) -> float:
     return sum(costs.values())
 
 
-def _candidate(group: Group, scores: torch.Tensor, options: PlanOptions, weights) -> _Candidate:
+def _candidate(group: Group, scores: torch.Tensor, options: PlanOptions, weights) -> Candidate:
     if group.kind != GroupKind.ATTENTION or len(group.levels) < 2:
         cost = group.params_covered / group.size
         if weights is not None:
             cost = _unit_cost(group, None, weights)
-        return _Candidate(group, None, scores.double(), cost)
+        return Candidate(group, None, scores.double(), cost)
     grid = scores.double().view(group.kv_heads, group.q_per_kv)
     if options.heads == "kv":
-        return _Candidate(group, "kv", grid.sum(1), _unit_cost(group, "kv", weights))
-    return _Candidate(group, "q", grid.sum(0), _unit_cost(group, "q", weights))
-
-
-def _floor(c: _Candidate, options: PlanOptions) -> int:
-    single = 1 if c.level is not None else 2  # see resolve: no single-unit axes
-    minimum = max(options.min_units, c.group.min_units, single)
-    return min(c.size, minimum)
-
-
-CHANNEL_KINDS = frozenset(
-    {GroupKind.MLP, GroupKind.EXPERT_MLP, GroupKind.HIDDEN, GroupKind.CHANNELS}
-)
-
-
-def channel_step(width: int) -> int:
-    """The default multiple for kept channels of a ``width``-wide group: the
-    largest power of two that divides ``width``, at most 64 and at most
-    ``width / 64`` (so rounding never costs more than 1/64 of the width)."""
-    alignment = width & -width
-    fine = 1 << max((width // 64).bit_length() - 1, 0)
-    return max(1, min(64, alignment, fine))
-
-
-def _rounded(c: _Candidate, count: int, options: PlanOptions) -> int:
-    step = 1
-    if c.level is None and c.group.kind in CHANNEL_KINDS:
-        step = options.round_to or channel_step(c.group.size)
-    step = math.lcm(step, c.group.multiple_of)
-    count = max(count, _floor(c, options))
-    return min(c.size, -(-count // step) * step)
-
-
-def _uniform(candidates: Sequence[_Candidate], budget: float, options) -> dict[str, int]:
-    """The largest equal fraction whose removal stays within the budget."""
-
-    def counts(fraction: float) -> dict[str, int]:
-        return {
-            c.group.id: _rounded(c, round(c.size * (1 - fraction)), options) for c in candidates
-        }
-
-    low, high = 0.0, 1.0
-    for _ in range(40):
-        middle = (low + high) / 2
-        removed = sum((c.size - counts(middle)[c.group.id]) * c.cost for c in candidates)
-        low, high = (middle, high) if removed <= budget else (low, middle)
-    return counts(low)
-
-
-def _hidden_size(analysis: Analysis) -> int | None:
-    hidden = analysis.by_kind(GroupKind.HIDDEN)
-    return hidden[0].size if hidden else None
-
-
-def _loadable_heads(candidates, counts: dict[str, int], hidden: int | None) -> dict[str, int]:
-    """Keep more heads where needed so the head count divides ``hidden_size``
-    (transformers' config validators refuse anything else)."""
-    if hidden is None:
-        return counts
-    fixed = {c.group.id: c for c in candidates if c.level is not None}
-    for group_id, c in fixed.items():
-        other = c.group.q_per_kv if c.level == "kv" else c.group.kv_heads
-        count = counts[group_id]
-        while count < c.size and hidden % (count * other):
-            count += 1
-        counts[group_id] = count
-    return counts
-
-
-def _global(candidates: Sequence[_Candidate], budget: float, options) -> dict[str, int]:
-    """Remove the units with the least score per parameter first."""
-    ranked = []
-    for c in candidates:
-        values = c.scores
-        if options.allocation == "adaptive" and values.numel() > 1:
-            values = (values - values.mean()) / values.std().clamp_min(1e-12)
-        if options.allocation == "relative":
-            values = _log_ratios(c)
-        for value in values.tolist():
-            ranked.append((value / c.cost if options.allocation == "global" else value, c))
-    ranked.sort(key=lambda item: item[0])
-    counts = {c.group.id: c.size for c in candidates}
-    removed = 0.0
-    for _, c in ranked:
-        if removed + c.cost > budget:
-            continue
-        if counts[c.group.id] - 1 < _floor(c, options):
-            continue
-        counts[c.group.id] -= 1
-        removed += c.cost
-    return {c.group.id: _rounded(c, counts[c.group.id], options) for c in candidates}
-
-
-def _log_ratios(c: _Candidate) -> torch.Tensor:
-    if (c.scores < 0).any():
-        raise InputError(
-            f"planner: allocation='relative' needs non-negative scores; group {c.group.id} "
-            "has negative ones (a standardised criterion?)"
-        )
-    logs = c.scores.clamp_min(c.scores.max().clamp_min(1e-300) * 1e-12).log()
-    return logs - logs.mean()
-
-
-def _kept_units(c: _Candidate, count: int) -> list[int]:
-    kept = sorted(torch.topk(c.scores, count).indices.tolist())
-    group = c.group
-    if c.level is None:
-        return kept
-    full = {"kv": tuple(range(group.kv_heads)), "q": tuple(range(group.q_per_kv))}
-    full[c.level] = tuple(kept)
-    return units_of(full, group)
+        return Candidate(group, "kv", grid.sum(1), _unit_cost(group, "kv", weights))
+    return Candidate(group, "q", grid.sum(0), _unit_cost(group, "q", weights))
 
 
 def planned_depth(
