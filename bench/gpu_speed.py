@@ -81,6 +81,8 @@ def variants() -> dict[str, Variant]:
         table.append(Variant(f"tp-{pct}", ratio, torch_pruning_widths=True))
         table.append(Variant(f"layers-{pct}", ratio, depth_share=0.5))
         table.append(Variant(f"layers-quarter-{pct}", ratio, depth_share=0.25))
+    # between the two: where layers="auto" starts to remove blocks (2 of 32 here)
+    table += [Variant("default-30", 0.3), Variant("width-30", 0.3, dict(layers=0))]
     return {v.name: v for v in table}
 
 
