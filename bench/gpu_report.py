@@ -147,7 +147,24 @@ def _estimates() -> dict[float, object]:
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig(**LLAMA3_8B))
     analysis = surgeon.analyze(model)
-    return {r: planned_depth(analysis, PlanOptions(ratio=r)) for r in GOALS}
+    return {r: planned_depth(analysis, PlanOptions(ratio=r)) for r in (0.2, 0.3, 0.5)}
+
+
+def _between(results: list[dict], estimate: dict) -> str:
+    """The 30% rows: where ``layers="auto"`` starts to remove blocks."""
+    auto, width = (_ratios(results, f"{p}-30", "") for p in ("default", "width"))
+    auto_c, width_c = (_ratios(results, f"{p}-30", "_compiled") for p in ("default", "width"))
+    if None in (auto, width, auto_c, width_c):
+        return "No 30% rows measured."
+    return (
+        f'At 30%, between the goals, `layers="auto"` removes {estimate[0.3].layers} of 32 '
+        f"layers (estimated decode {estimate[0.3].efficiency:.2f} of the parameter ratio, "
+        f"{estimate[0.3].width_only:.2f} for widths only): measured eager prefill "
+        f"{auto[0]:.2f} and decode {auto[1]:.2f} against {width[0]:.2f} and {width[1]:.2f} "
+        f"for `width-30`; compiled decode {auto_c[1]:.2f} against {width_c[1]:.2f}. The "
+        f"estimate (a line fitted to eager decode) was off by "
+        f"{auto[1] - estimate[0.3].efficiency:+.2f} here."
+    )
 
 
 def section(results: list[dict], command: str) -> str:
@@ -210,6 +227,7 @@ figure beside):
   {estimate[0.5].layers} at 50%. Depth costs perplexity (the "planner's
   default depth" and "whole layers" rows of "Pruning quality"); `layers=0` keeps
   widths only, and `surgeon.prune.RECOMMENDED` does so.
+- {_between(results, estimate)}
 - Run to run, the same shape's eager prefill varied by up to 2% (`default-20` and
   `width-20` are one shape measured in two runs).
 - Command: `{command}`, several runs on lent H100s, merged in
