@@ -183,7 +183,7 @@ FLOPs (linear layers and causal attention) dense over pruned; param ratio: all
 parameters, dense over pruned. Scores are `magnitude` (weight-only): speed depends on
 the shapes, not on which units are kept.
 
-Shapes (20% or 50% of the block parameters removed): `default` is `PlanOptions`'
+Shapes (20%, 30% or 50% of the block parameters removed): `default` is `PlanOptions`'
 defaults: MLP channels, global allocation, `round_to=None` (multiples of 64 here) and
 `layers="auto"`, which removes the fewest whole layers that keep the estimated decode
 speedup within 0.9 of the parameter ratio, at most half the target (`surgeon.depth`;
@@ -232,8 +232,9 @@ figure beside):
   `width-20` are one shape measured in two runs).
 - Command: `{command}`, several runs on lent H100s, merged in
   `bench/results/gpu_speed_h100.json` (each row is compared with the dense row of its
-  own run); this section: `python bench/gpu_speed.py --report
-  bench/results/gpu_speed_h100.json --write`.
+  own run, or the latest dense row measured the same way where its run has none);
+  this section: `python bench/gpu_speed.py --report bench/results/gpu_speed_h100.json
+  --write`.
 """
 
 
