@@ -13,20 +13,32 @@ from torch import nn
 from surgeon.analyzers import Analysis, GroupKind
 from surgeon.analyzers.sizes import flop_weights
 
-__all__ = ["block_flops", "block_parameters", "count_flops", "flop_weights"]
+__all__ = ["block_flops", "block_parameters", "count_flops", "covered", "flop_weights"]
+
+
+def covered(
+    analysis: Analysis,
+    weights: Mapping[str, float] | None = None,
+    inside: tuple[str, ...] | None = None,
+    kinds: tuple[str, ...] | None = None,
+) -> float:
+    """``numel x weights[param]`` (``numel`` without ``weights``) summed over the
+    distinct parameters that some group other than the hidden size can cut
+    (fused experts belong to two groups and count once); only modules under the
+    ``inside`` prefixes, only groups of ``kinds``, when given."""
+    sizes = {
+        m.param: m.numel * (1 if weights is None else weights.get(m.param, 0.0))
+        for g in analysis.prunable
+        if g.kind != GroupKind.HIDDEN and (kinds is None or g.kind in kinds)
+        for m in g.members
+        if not m.buffer and (inside is None or m.module.startswith(inside))
+    }
+    return sum(sizes.values())
 
 
 def block_parameters(analysis: Analysis) -> int:
-    """Elements of the distinct parameters that some group other than the hidden
-    size can cut (fused experts belong to two groups and count once)."""
-    sizes = {
-        m.param: m.numel
-        for g in analysis.prunable
-        if g.kind != GroupKind.HIDDEN
-        for m in g.members
-        if not m.buffer
-    }
-    return sum(sizes.values())
+    """Elements of the parameters the target is counted in: :func:`covered`."""
+    return int(covered(analysis))
 
 
 def count_flops(model: nn.Module) -> int:
@@ -37,11 +49,4 @@ def count_flops(model: nn.Module) -> int:
 
 def block_flops(analysis: Analysis, weights: Mapping[str, float]) -> float:
     """FLOPs per token of the parameters :func:`block_parameters` counts."""
-    sizes = {
-        m.param: m.numel * weights.get(m.param, 0.0)
-        for g in analysis.prunable
-        if g.kind != GroupKind.HIDDEN
-        for m in g.members
-        if not m.buffer
-    }
-    return sum(sizes.values())
+    return covered(analysis, weights)

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from surgeon.analyzers import Analysis, GroupKind
+from surgeon.analyzers import Analysis
+from surgeon.costs import covered
 
 __all__ = ["BLOCK_OVERHEAD", "MAX_DEPTH_SHARE", "SPEED_EFFICIENCY", "DepthChoice", "choose_depth"]
 
@@ -89,29 +90,12 @@ def _block_costs(analysis: Analysis, blocks: list[str], read_fraction) -> tuple[
     """Mean parameters and mean reads per token of one removable block (what
     counts toward a target: parameters of non-hidden groups inside it)."""
     inside = tuple(f"{name}." for name in blocks)
-    sizes = {
-        m.param: m.numel
-        for g in analysis.prunable
-        if g.kind != GroupKind.HIDDEN
-        for m in g.members
-        if not m.buffer and m.module.startswith(inside)
-    }
-    params = sum(sizes.values()) / len(blocks)
-    reads = sum(n * read_fraction.get(p, 0.0) for p, n in sizes.items()) / len(blocks)
-    return params, reads
+    params = covered(analysis, inside=inside) / len(blocks)
+    return params, covered(analysis, read_fraction, inside) / len(blocks)
 
 
 def _reads_per_param(analysis: Analysis, kinds: tuple[str, ...], read_fraction) -> float:
     """Reads per token that removing one parameter of the cut groups saves (1
     for Linear weights, ``top_k / experts`` for fused experts)."""
-    sizes = {
-        m.param: m.numel
-        for g in analysis.prunable
-        if g.kind in kinds and g.kind != GroupKind.HIDDEN
-        for m in g.members
-        if not m.buffer
-    }
-    total = sum(sizes.values())
-    if not total:
-        return 1.0
-    return sum(n * read_fraction.get(p, 0.0) for p, n in sizes.items()) / total
+    total = covered(analysis, kinds=kinds)
+    return covered(analysis, read_fraction, kinds=kinds) / total if total else 1.0

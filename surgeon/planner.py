@@ -59,7 +59,7 @@ from surgeon.allocation import (
 )
 from surgeon.analyzers import Analysis, Group, GroupKind
 from surgeon.analyzers.importance.units import level_digits
-from surgeon.costs import block_flops, block_parameters, count_flops, flop_weights
+from surgeon.costs import block_flops, block_parameters, count_flops, covered, flop_weights
 from surgeon.depth import BLOCK_OVERHEAD, DepthChoice, choose_depth
 from surgeon.errors import InputError
 from surgeon.plan import Plan
@@ -175,7 +175,8 @@ def make_plan(
         for g in _cut_groups(analysis, options)
         if not any(m.startswith(inside) for m in g.modules)
     ]
-    budget = max(0.0, _budget(analysis, options, weights) - _cost_of(analysis, inside, weights))
+    taken = covered(analysis, weights, inside) if inside else 0.0  # by the removed blocks
+    budget = max(0.0, _budget(analysis, options, weights) - taken)
     if options.allocation == "uniform" or options.hf_loadable:
         counts = uniform_counts(candidates, budget, options)
         if options.hf_loadable:
@@ -188,21 +189,6 @@ def make_plan(
         if counts[c.group.id] < c.size
     }
     return Plan.for_analysis(analysis, keep, removed)
-
-
-def _cost_of(analysis: Analysis, inside: tuple[str, ...], weights) -> float:
-    """Block parameters (or their FLOPs) of the modules under the ``inside`` prefixes:
-    what removing those blocks already takes off the target."""
-    if not inside:
-        return 0.0
-    sizes = {
-        m.param: m.numel * (weights.get(m.param, 0.0) if weights is not None else 1.0)
-        for g in analysis.prunable
-        if g.kind != GroupKind.HIDDEN
-        for m in g.members
-        if not m.buffer and m.module.startswith(inside)
-    }
-    return sum(sizes.values())
 
 
 def _cut_groups(analysis: Analysis, options: PlanOptions) -> list[Group]:
