@@ -90,16 +90,16 @@ def checkpoint_sources(
     model's tensors under its names or transformers' conversions of them."""
     names = ParameterNames(model)
     expected = [n for n in model.state_dict() if n not in names.tied]
-    sources: dict = {}
+    sources: dict[str, Source] = {}
     for name in expected:
         stored = next((a for a in (name, *names.aliases.get(name, ())) if a in entries), None)
         if stored is not None:
             sources[name] = entries[stored]
-    used = {sources[n].name for n in sources}
     if len(sources) < len(expected):
-        converted, consumed = _converted(model, {k: e for k, e in entries.items() if k not in used})
+        taken = {s.name for s in sources.values()}
+        converted = _converted(model, {k: e for k, e in entries.items() if k not in taken})
         sources.update({n: s for n, s in converted.items() if n in expected and n not in sources})
-        used |= consumed
+    used = {entry.name for source in sources.values() for entry in _entries_of(source)}
     missing = [n for n in expected if n not in sources]
     unknown = sorted(set(entries) - used - set(names.tied))
     if unknown or missing:
@@ -113,28 +113,23 @@ def checkpoint_sources(
     return sources
 
 
-def _converted(model: nn.Module, entries: dict[str, TensorEntry]) -> tuple[dict, set[str]]:
-    """Sources of the model tensors transformers' conversion rules build from
-    ``entries``, and the checkpoint names they use."""
+def _converted(model: nn.Module, entries: dict[str, TensorEntry]) -> dict[str, Source]:
+    """Sources of the tensors transformers' conversion rules build from ``entries``,
+    by the names they get (the caller keeps those the model has)."""
     rules = _rules(model)
-    renamed = {_rename(key, rules): entry for key, entry in entries.items()}
+    converters = [r for r in rules if type(r).__name__ == "WeightConverter"]
     stacks: dict[str, dict[int, dict[int, TensorEntry]]] = {}
     counts: dict[str, int] = {}
-    sources: dict = {}
-    consumed: set[str] = set()
-    for key, entry in renamed.items():
-        for converter in (r for r in rules if type(r).__name__ == "WeightConverter"):
-            hit = _match(key, converter)
-            if hit is None:
-                continue
-            target, expert, index = hit
-            stacks.setdefault(target, {}).setdefault(expert, {})[index] = entry
-            counts[target] = len(converter.source_patterns)
-            consumed.add(entry.name)
-            break
-        else:
+    sources: dict[str, Source] = {}
+    for key, entry in entries.items():
+        key = _rename(key, rules)
+        hit = next(((c, h) for c in converters if (h := _match(key, c)) is not None), None)
+        if hit is None:
             sources[key] = entry
-            consumed.add(entry.name)
+            continue
+        converter, (target, expert, index) = hit
+        stacks.setdefault(target, {}).setdefault(expert, {})[index] = entry
+        counts[target] = len(converter.source_patterns)
     for target, experts in stacks.items():
         if sorted(experts) != list(range(len(experts))) or any(
             sorted(pieces) != list(range(counts[target])) for pieces in experts.values()
@@ -142,7 +137,13 @@ def _converted(model: nn.Module, entries: dict[str, TensorEntry]) -> tuple[dict,
             raise SurgeonError(f"the checkpoint's per-expert tensors of '{target}' are incomplete")
         pieces = tuple(tuple(experts[e][j] for j in range(counts[target])) for e in sorted(experts))
         sources[target] = StackedSource(target, pieces)
-    return sources, consumed
+    return sources
+
+
+def _entries_of(source: Source) -> tuple[TensorEntry, ...]:
+    if isinstance(source, StackedSource):
+        return tuple(entry for expert in source.pieces for entry in expert)
+    return (source,)
 
 
 def _rules(model: nn.Module) -> list:

@@ -184,6 +184,17 @@ def test_a_checkpoint_missing_an_expert_is_refused_before_anything_is_written(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
 
 
+def test_a_per_expert_checkpoint_with_a_stray_tensor_is_refused(tmp_path):
+    source = tmp_path / "source"
+    HF_MODELS["mixtral"]().save_pretrained(source)
+    weights = safetensors.torch.load_file(source / "model.safetensors")
+    weights["model.layers.0.block_sparse_moe.extra.weight"] = torch.zeros(2, 2)
+    safetensors.torch.save_file(weights, source / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(surgeon.SurgeonError, match="block_sparse_moe.extra.weight.*model has not"):
+        surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
+
+
 def test_a_plan_for_another_model_is_refused_and_nothing_is_written(tmp_path):
     source = checkpoint(tmp_path)
     wider = _build(hf.LlamaForCausalLM, hf.LlamaConfig, **{**DECODER, "intermediate_size": 128})
