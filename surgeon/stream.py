@@ -301,12 +301,9 @@ def _write_one(writer: ShardWriter, job: _Job) -> None:
     if not job.dims:
         writer.copy(job.source)
         return
-    rows = job.dims.get(0)
-    for slab in read_rows(job.source, rows):
-        for dim, indices in sorted(job.dims.items()):
-            if dim > 0:
-                slab = slab.index_select(dim, torch.tensor(indices, dtype=torch.long))
-        writer.write(slab)
+    later = {d: i for d, i in job.dims.items() if d > 0}
+    for slab in read_rows(job.source, job.dims.get(0)):
+        writer.write(_select(slab, later))
 
 
 def _write_stacked(writer: ShardWriter, job: _Job) -> None:
@@ -315,9 +312,14 @@ def _write_stacked(writer: ShardWriter, job: _Job) -> None:
     columns = {d - 1: i for d, i in job.dims.items() if d > 1}  # dims of one expert's slab
     for expert in job.dims.get(0, range(source.shape[0])):
         for slab in source.expert_slabs(expert, job.dims.get(1)):
-            for dim, indices in sorted(columns.items()):
-                slab = slab.index_select(dim, torch.tensor(indices, dtype=torch.long))
-            writer.write(slab)
+            writer.write(_select(slab, columns))
+
+
+def _select(slab: torch.Tensor, dims: dict[int, list[int]]) -> torch.Tensor:
+    """``slab`` with only the kept indices of each of ``dims``."""
+    for dim, indices in sorted(dims.items()):
+        slab = slab.index_select(dim, torch.tensor(indices, dtype=torch.long))
+    return slab
 
 
 def _copy_extras(src: Path, out: Path) -> None:
