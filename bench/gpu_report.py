@@ -127,8 +127,7 @@ def _per_layer_fit(results: list[dict], key: str = "decode_b1_tok_s") -> tuple[f
     cost, and as many parameters as would take as long to read."""
     import numpy as np
 
-    rows = [r for r in results if key in r and r["variant"]["name"] != "uniform-r1-20"]
-    rows = [r for r in rows if not r["variant"]["name"].startswith(("tp-20", "global-r1"))]
+    rows = [r for r in results if key in r and all(w % 8 == 0 for w in r["mlp_widths"])]
     design = np.array([[r["params"] - r["embedding"], r["layers"], 1.0] for r in rows])
     ms = np.array([1e3 / r[key] for r in rows])
     (per_param, per_layer, _), *_ = np.linalg.lstsq(design, ms, rcond=None)
