@@ -1,7 +1,7 @@
 """Capture, dependency graph, groups (and, later, importance scores)."""
 
 from .analysis import Analysis, AnalyzeOptions, analyze
-from .model import Block, Group, GroupKind, Layout, Level, Member
+from .groups import Block, Group, GroupKind, Layout, Level, Member
 
 __all__ = [
     "Analysis",

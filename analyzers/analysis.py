@@ -17,7 +17,7 @@ from .checks import check_devices, check_dtypes
 from .dispatched import has_accelerate_hooks, meta_skeleton, to_meta
 from .example_inputs import example_inputs, normalise_inputs
 from .grouping import form_groups
-from .model import Block, Group
+from .groups import Block, Group
 from .names import ParameterNames
 from .propagate import propagate
 from .sizes import ModelSize
@@ -95,7 +95,7 @@ class Analysis:
     pinned_outputs: tuple[tuple[int, str, tuple[int, ...]], ...] = field(
         default=(), repr=False, compare=False
     )
-    # parameters held and read per token: what a speed estimate needs (surgeon.depth)
+    # parameters held and read per token: what a speed estimate needs (surgeon.plan.depth)
     size: ModelSize | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -157,7 +157,7 @@ class Analysis:
         return json.dumps(self.to_dict(), indent=indent)
 
     def summary(self) -> str:
-        from .report import summary_table
+        from .summary import summary_table
 
         return summary_table(self)
 

@@ -17,7 +17,7 @@ import torch
 from torch import fx, nn
 
 from .capture import Capture
-from .model import Block
+from .groups import Block
 
 __all__ = ["find_blocks"]
 

@@ -44,7 +44,7 @@ def materialized_copy(model: nn.Module, device: str | torch.device = "cpu") -> n
     every weight (offloaded ones too) on ``device``. Needs the whole model's
     memory on ``device``; for larger models cut the checkpoint on disk instead
     (:func:`surgeon.prune_checkpoint`)."""
-    from surgeon.analyzers.importance.devices import onloaded
+    from surgeon.calibrate.devices import onloaded
 
     with onloaded(model, device):
         return _hook_free_copy(model, lambda tensor: tensor.detach().to(device, copy=True))

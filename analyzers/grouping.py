@@ -18,7 +18,7 @@ from itertools import pairwise
 import networkx as nx
 
 from .axes import AxisAlgebra, Fact, FactKind, StructureKind
-from .model import Block, Group, GroupKind, Layout, Level, Member
+from .groups import Block, Group, GroupKind, Layout, Level, Member
 from .propagate import Coupling
 
 __all__ = ["form_groups"]

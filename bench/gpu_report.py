@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from surgeon.depth import BLOCK_OVERHEAD
+from surgeon.plan.depth import BLOCK_OVERHEAD
 
 SECTION = "## GPU speed"
 
@@ -135,12 +135,12 @@ def _per_layer_fit(results: list[dict], key: str = "decode_b1_tok_s") -> tuple[f
 
 
 def _estimates() -> dict[float, object]:
-    """surgeon.depth's choice for the benchmark's shape at 20% and 50%."""
+    """surgeon.plan.depth's choice for the benchmark's shape at 20% and 50%."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     import surgeon
-    from surgeon.planner import PlanOptions, planned_depth
+    from surgeon.plan.planner import PlanOptions, planned_depth
     from surgeon.shapes import LLAMA3_8B
 
     with torch.device("meta"):
@@ -185,7 +185,7 @@ the shapes, not on which units are kept.
 Shapes (20%, 30% or 50% of the block parameters removed): `default` is `PlanOptions`'
 defaults: MLP channels, global allocation, `round_to=None` (multiples of 64 here) and
 `layers="auto"`, which removes the fewest whole layers that keep the estimated decode
-speedup within 0.9 of the parameter ratio, at most half the target (`surgeon.depth`;
+speedup within 0.9 of the parameter ratio, at most half the target (`surgeon.plan.depth`;
 block scores here: block influence on random tokens, as the weights are random);
 `width` is the same with `layers=0` (the default before `layers="auto"`);
 `uniform-rN` / `global-rN` set the allocation and `round_to=N`; `tp` keeps
@@ -211,14 +211,14 @@ figure beside):
   and decode at batch 16 slower too;
   multiples of 8 ran as fast as multiples of 64, 128 or 256. So the planner's default
   `round_to=None` keeps each channel group's power-of-two alignment up to 64
-  (`surgeon.planner.channel_step`); no default width is unaligned.
+  (`surgeon.plan.planner.channel_step`); no default width is unaligned.
 - Widths alone fall short at 50% (`width-50`): each layer keeps work that width does
   not shrink: RMSNorm, RoPE and residual adds in prefill, kernel latency in batch-1
   decode (with torch.compile, a line through the dense and `width-50` rows puts
   {_decode_fixed_ms(results, "width-50"):.1f} ms of each token's time outside the
   weights read; a least-squares fit over the aligned eager rows gives
   {fixed_us:.0f} us per layer, as long as reading {fixed_params / 1e6:.0f}M more
-  parameters). `surgeon.depth` estimates a decode token as the parameters read plus
+  parameters). `surgeon.plan.depth` estimates a decode token as the parameters read plus
   such a per-layer cost ({BLOCK_OVERHEAD / 1e6:.0f}M parameters): it predicts
   {estimate[0.2].width_only:.2f} of the parameter ratio for widths only at 20% and
   {estimate[0.5].width_only:.2f} at 50% (measured eager: see `width-20` and `width-50`),

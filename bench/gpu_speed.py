@@ -100,7 +100,7 @@ def prune(model, analysis, scores, variant: Variant, influence: dict[str, float]
     ``influence``: block scores for the planner's ``layers="auto"``."""
     import surgeon
     from surgeon.analyzers import GroupKind
-    from surgeon.planner import PlanOptions, make_plan
+    from surgeon.plan.planner import PlanOptions, make_plan
 
     if variant.name == "dense":
         return model
@@ -122,7 +122,7 @@ def _depth_and_width(model, analysis, scores, variant: Variant):
     """Remove whole late-middle layers (where ShortGPT's block influence usually
     points) for ``depth_share`` of the ratio, then cut MLP widths elsewhere."""
     import surgeon
-    from surgeon.planner import PlanOptions, block_parameters, make_plan
+    from surgeon.plan.planner import PlanOptions, block_parameters, make_plan
 
     blocks = [b.name for b in analysis.blocks if b.removable]
     count = round(len(blocks) * variant.ratio * variant.depth_share)
@@ -197,7 +197,7 @@ def run(args) -> list[dict]:
     import transformers
 
     import surgeon
-    from surgeon.analyzers.importance import criteria
+    from surgeon.calibrate import criteria
 
     shape = SMOKE if args.smoke else LLAMA3_8B
     torch.manual_seed(0)
@@ -240,7 +240,7 @@ def run(args) -> list[dict]:
 def block_influence(model, analysis, device: str) -> dict[str, float]:
     """ShortGPT's block influence on random tokens: the weights are random too, so
     this only gives ``layers="auto"`` an order; speed depends on how many go."""
-    from surgeon.analyzers.importance.calibration import calibrate
+    from surgeon.calibrate.calibration import calibrate
 
     generator = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, model.config.vocab_size, (2, 256), generator=generator)]

@@ -30,10 +30,10 @@ import transformers as hf
 
 import surgeon
 from surgeon.analyzers import analyze
-from surgeon.analyzers.importance.calibration import calibrate, token_batches
-from surgeon.analyzers.importance.criteria import CRITERIA
-from surgeon.costs import block_parameters
+from surgeon.calibrate.calibration import calibrate, token_batches
+from surgeon.calibrate.criteria import CRITERIA
 from surgeon.evaluate import perplexity, text_windows
+from surgeon.plan.costs import block_parameters
 from surgeon.prune import RECOMMENDED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -207,7 +207,7 @@ _TP_HUNG: dict[str, str] = {}
 
 
 def _block_removed(analysis, model, pruned) -> float:
-    """Fraction of the block parameters (surgeon.costs.block_parameters) removed."""
+    """Fraction of the block parameters (surgeon.plan.costs.block_parameters) removed."""
     block = block_parameters(analysis)
     return (
         sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in pruned.parameters())
@@ -296,7 +296,7 @@ INTRO = """\
 No fine-tuning. Calibration: 64 x 256 tokens of calib.txt, collected once per model
 (gradients, per-feature input statistics, Gram matrices of the consumer layers, block
 influence) and shared by every row, Torch-Pruning's Taylor included. "target" is the
-fraction of the block parameters (attention + MLP/experts, `surgeon.costs.block_parameters`)
+fraction of the block parameters (attention + MLP/experts, `surgeon.plan.costs.block_parameters`)
 to remove; "block params removed" is what each method actually removed. Width rows cut
 MLP channels (tiny-llama) or expert channels (tiny-moe) with global allocation unless
 the row says otherwise. Compensation: "bias" is FLAP's mean shift into the consumer's

@@ -52,7 +52,7 @@ def generate(directory: Path, seed: int = 0) -> None:
     import transformers
 
     from surgeon.analyzers.names import ParameterNames
-    from surgeon.shards import CHUNK_BYTES, ShardWriter
+    from surgeon.checkpoint.shards import CHUNK_BYTES, ShardWriter
 
     config = transformers.LlamaConfig(**LLAMA_3_2_3B)
     with torch.device("meta"):

@@ -20,9 +20,9 @@ from torch.utils import _pytree as pytree
 from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
 from surgeon.analyzers.capture import capture
 from surgeon.analyzers.checks import check_no_hooks
+from surgeon.checkpoint.persist import Provenance, record
 from surgeon.errors import CaptureError, PlanError, RewriteError
-from surgeon.persist import Provenance, record
-from surgeon.plan import Plan
+from surgeon.plan.plan import Plan
 
 from .attributes import update_attributes
 from .depth import remove_blocks

@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from surgeon.analyzers import Analysis
+from surgeon.checkpoint.persist import Provenance
 from surgeon.errors import InputError
-from surgeon.persist import Provenance
-from surgeon.plan import Plan
+from surgeon.plan.plan import Plan
 
 from .resolve import resolve
 

@@ -12,7 +12,7 @@ from math import prod
 
 from surgeon.analyzers import Analysis, Block, Group
 from surgeon.errors import PlanError
-from surgeon.plan import Plan
+from surgeon.plan.plan import Plan
 
 __all__ = ["GroupCut", "ResolvedPlan", "kept_indices", "resolve"]
 

@@ -7,13 +7,13 @@ and shrink it.
 """
 
 from surgeon.analyzers import Analysis, Block, Group, GroupKind, Layout, Level, Member, analyze
+from surgeon.checkpoint.persist import load, save
+from surgeon.checkpoint.stream import StreamResult, prune_checkpoint
 from surgeon.errors import CaptureError, InputError, PlanError, RewriteError, SurgeonError
-from surgeon.persist import load, save
-from surgeon.plan import Plan
-from surgeon.planner import PlanOptions, make_plan
+from surgeon.plan.plan import Plan
+from surgeon.plan.planner import PlanOptions, make_plan
 from surgeon.prune import PruneResult, prune
 from surgeon.rewriters import apply
-from surgeon.stream import StreamResult, prune_checkpoint
 from surgeon.verify import VerifyReport, verify
 
 __all__ = [

@@ -59,7 +59,7 @@ def _demo_pictures(analysis, pruned, directory: Path) -> list[Path]:
 def _inspect(args: argparse.Namespace) -> int:
     """The group table of a model directory, analysed on meta (weights not needed)."""
     from surgeon import analyze
-    from surgeon.models import load_directory
+    from surgeon.checkpoint.directory import load_directory
 
     analysis = analyze(load_directory(args.path, weights=False))
     if args.json:
@@ -74,7 +74,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _graph(args: argparse.Namespace) -> int:
     from surgeon import analyze
-    from surgeon.models import load_directory
+    from surgeon.checkpoint.directory import load_directory
     from surgeon.viz import html_report, ops_dot, render, to_dot
 
     model = load_directory(args.path, weights=False)
@@ -98,7 +98,7 @@ def _prune(args: argparse.Namespace) -> int:
     import transformers
 
     from surgeon import prune, save
-    from surgeon.models import load_directory, model_directory
+    from surgeon.checkpoint.directory import load_directory, model_directory
 
     directory = model_directory(args.path)
     output = Path(args.output)
@@ -140,7 +140,7 @@ def _prune(args: argparse.Namespace) -> int:
 
 def _prune_checkpoint(args: argparse.Namespace) -> int:
     """Cut a safetensors checkpoint on disk, tensor by tensor (bounded memory)."""
-    from surgeon.stream import prune_checkpoint
+    from surgeon.checkpoint.stream import prune_checkpoint
 
     if args.plan is not None:
         defaults = args.planning_defaults
@@ -214,8 +214,8 @@ def _layers(text: str) -> int | str:
 
 def _verify(args: argparse.Namespace) -> int:
     from surgeon import Plan, verify
-    from surgeon.models import load_directory
-    from surgeon.persist import MANIFEST
+    from surgeon.checkpoint.directory import load_directory
+    from surgeon.checkpoint.persist import MANIFEST
 
     manifest_path = Path(args.pruned) / MANIFEST
     if not manifest_path.is_file():

@@ -10,13 +10,13 @@ from torch import nn
 
 from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.dispatched import has_accelerate_hooks, materialized_copy
-from surgeon.analyzers.importance.calibration import Statistics, calibrate, token_batches
-from surgeon.analyzers.importance.criteria import CRITERIA, check_criterion, score_group
-from surgeon.costs import count_flops, flop_weights
+from surgeon.calibrate.calibration import Statistics, calibrate, token_batches
+from surgeon.calibrate.criteria import CRITERIA, check_criterion, score_group
+from surgeon.checkpoint.persist import record_compensation
 from surgeon.errors import InputError
-from surgeon.persist import record_compensation
-from surgeon.plan import Plan
-from surgeon.planner import PlanOptions, make_plan, planned_depth
+from surgeon.plan.costs import count_flops, flop_weights
+from surgeon.plan.plan import Plan
+from surgeon.plan.planner import PlanOptions, make_plan, planned_depth
 from surgeon.rewriters import apply
 from surgeon.rewriters.compensate import COMPENSATIONS, compensate_consumers
 from surgeon.verify import VerifyReport, verify
@@ -40,7 +40,7 @@ RECOMMENDED: dict[str, Any] = {
 class PruneReport:
     params_before: int
     params_after: int
-    flops_before: int  # per token: surgeon.costs.count_flops (attention scores excluded)
+    flops_before: int  # per token: surgeon.plan.costs.count_flops (attention scores excluded)
     flops_after: int
     criterion: dict[str, str]  # group -> criterion actually used (fallbacks show here)
     verification: VerifyReport | None  # of the cut before compensation
@@ -98,14 +98,14 @@ def prune(
     list of batches; criteria that read activations or gradients need it.
     ``**RECOMMENDED`` gives the recipe that measured best on a trained model
     (FLAP scores, uniform widths, refit with an intercept). Further keyword
-    arguments are :class:`~surgeon.planner.PlanOptions`
+    arguments are :class:`~surgeon.plan.planner.PlanOptions`
     (``kinds``, ``allocation``, ``heads``, ``round_to``, ``ignore``, ``layers``,
     ``params``, ``flops_ratio``...). ``compensate`` corrects the layers that read
     a cut axis on the calibration activations: ``"bias"`` (FLAP's mean shift
     into the bias), ``"refit"`` (least squares, ridge ``damp``) or
     ``"refit+bias"`` (least squares with an intercept); see
     :mod:`surgeon.rewriters.compensate`. ``statistics`` from an earlier
-    :func:`~surgeon.analyzers.importance.calibration.calibrate` call is reused
+    :func:`~surgeon.calibrate.calibration.calibrate` call is reused
     instead of calibrating again (to compare criteria on one calibration).
     ``layerwise=True`` calibrates one block at a time on ``device`` (default:
     the model's device), for models larger than it (forward-only criteria);

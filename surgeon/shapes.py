@@ -2,7 +2,7 @@
 
 Built on the meta device they need no weights and no download; the
 benchmarks (analysis at scale, streaming, GPU speed) and the tests of
-:mod:`surgeon.depth`, whose per-block cost was fitted on Llama-3-8B, use them.
+:mod:`surgeon.plan.depth`, whose per-block cost was fitted on Llama-3-8B, use them.
 """
 
 from __future__ import annotations

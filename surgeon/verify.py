@@ -25,7 +25,7 @@ from torch.utils import _pytree as pytree
 from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.checks import check_eval_mode
 from surgeon.analyzers.example_inputs import example_inputs, normalise_inputs
-from surgeon.plan import Plan
+from surgeon.plan.plan import Plan
 from surgeon.rewriters import GroupCut, ResolvedPlan, apply, resolve
 
 __all__ = ["OutputCheck", "VerifyReport", "MaskedReference", "verify"]

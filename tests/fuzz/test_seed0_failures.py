@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import surgeon
-from surgeon.planner import PlanOptions, make_plan
+from surgeon.plan.planner import PlanOptions, make_plan
 from tests.fuzz.harness import cut_and_verify
 
 

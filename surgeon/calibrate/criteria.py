@@ -39,9 +39,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from surgeon.analyzers.groups import Group
 from surgeon.errors import InputError
 
-from ..model import Group
 from .calibration import Statistics
 from .units import unit_scores
 

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from surgeon.analyzers.names import ParameterNames
+from surgeon.checkpoint.shards import TensorEntry, read_rows, read_tensor
 from surgeon.errors import SurgeonError
-from surgeon.shards import TensorEntry, read_rows, read_tensor
 
 __all__ = ["Source", "StackedSource", "checkpoint_sources"]
 

@@ -15,11 +15,11 @@ import torch
 from tqdm.auto import tqdm
 
 from surgeon.analyzers import Analysis
-from surgeon.analyzers.importance.criteria import CRITERIA, check_criterion, score_group
+from surgeon.calibrate.criteria import CRITERIA, check_criterion, score_group
+from surgeon.checkpoint.shards import TensorEntry, read_tensor
 from surgeon.errors import InputError, PlanError, SurgeonError
-from surgeon.plan import Plan
-from surgeon.planner import PlanOptions, make_plan
-from surgeon.shards import TensorEntry, read_tensor
+from surgeon.plan.plan import Plan
+from surgeon.plan.planner import PlanOptions, make_plan
 
 __all__ = ["DiskParameters", "given_plan", "plan_options_for", "scored_plan"]
 
@@ -90,7 +90,7 @@ class DiskParameters:
     the tensor is read from the checkpoint then, and dropped once scored."""
 
     def __init__(self, sources: dict, tied: dict[str, str]) -> None:
-        self._sources = sources  # name -> TensorEntry or surgeon.converted.StackedSource
+        self._sources = sources  # name -> TensorEntry or surgeon.checkpoint.converted.StackedSource
         self._names: dict[str, list[str]] = {}
         for alias, first in tied.items():
             self._names.setdefault(first, [first]).append(alias)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import surgeon
-from surgeon.analyzers.importance.calibration import calibrate, token_batches
+from surgeon.calibrate.calibration import calibrate, token_batches
 from surgeon.rewriters.compensate import compensate_consumers
 from tests.zoo import HF_MODELS
 
@@ -121,7 +121,7 @@ def test_bias_compensation_is_refused_where_no_bias_can_be_declared():
 
 def calibrate_plain(model: nn.Module, x: torch.Tensor):
     """Input statistics of every Linear of a plain module (calibrate() feeds token ids)."""
-    from surgeon.analyzers.importance.calibration import FeatureStats, Statistics
+    from surgeon.calibrate.calibration import FeatureStats, Statistics
 
     stats = Statistics()
     hooks = []

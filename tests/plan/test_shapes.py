@@ -8,7 +8,7 @@ import transformers as hf
 
 import surgeon
 from surgeon.analyzers import GroupKind
-from surgeon.planner import PlanOptions, channel_step, make_plan
+from surgeon.plan.planner import PlanOptions, channel_step, make_plan
 from tests.zoo import DECODER, _build
 
 

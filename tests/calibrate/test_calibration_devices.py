@@ -17,10 +17,10 @@ from accelerate import dispatch_model
 
 import surgeon
 from surgeon.analyzers.dispatched import has_accelerate_hooks
-from surgeon.analyzers.importance.calibration import calibrate, token_batches
-from surgeon.analyzers.importance.criteria import score_group
-from surgeon.analyzers.importance.devices import input_device, onloaded
-from tests.importance.compare import relative
+from surgeon.calibrate.calibration import calibrate, token_batches
+from surgeon.calibrate.criteria import score_group
+from surgeon.calibrate.devices import input_device, onloaded
+from tests.calibrate.compare import relative
 from tests.zoo import HF_MODELS
 
 BLOCKS = ["model.layers.0", "model.layers.1"]

@@ -23,7 +23,7 @@ Allocation:
 and counts toward the target: widths are cut in the other blocks for the rest.
 The default, ``layers="auto"``, removes the fewest blocks for which a
 generative model's estimated decode speedup stays at least 0.9 of its
-parameter reduction, at most half the target (:mod:`surgeon.depth`): none at
+parameter reduction, at most half the target (:mod:`surgeon.plan.depth`): none at
 20% on Llama-3-8B, 8 of 32 at 50%. It needs block scores; without them it
 warns and cuts widths only. ``layers=0`` always cuts widths only.
 
@@ -48,7 +48,10 @@ from typing import Any
 
 import torch
 
-from surgeon.allocation import (
+from surgeon.analyzers import Analysis, Group, GroupKind
+from surgeon.calibrate.units import level_digits
+from surgeon.errors import InputError
+from surgeon.plan.allocation import (
     Candidate,
     channel_step,
     global_counts,
@@ -57,12 +60,9 @@ from surgeon.allocation import (
     loadable_heads,
     uniform_counts,
 )
-from surgeon.analyzers import Analysis, Group, GroupKind
-from surgeon.analyzers.importance.units import level_digits
-from surgeon.costs import block_flops, block_parameters, count_flops, covered, flop_weights
-from surgeon.depth import BLOCK_OVERHEAD, DepthChoice, choose_depth
-from surgeon.errors import InputError
-from surgeon.plan import Plan
+from surgeon.plan.costs import block_flops, block_parameters, count_flops, covered, flop_weights
+from surgeon.plan.depth import BLOCK_OVERHEAD, DepthChoice, choose_depth
+from surgeon.plan.plan import Plan
 
 __all__ = [
     "PlanOptions",
@@ -97,7 +97,7 @@ class PlanOptions:
     layers: int | str = field(
         default="auto", metadata={"help": "whole blocks to remove, or 'auto' (for speed)"}
     )
-    block_overhead: int = BLOCK_OVERHEAD  # for layers="auto": see surgeon.depth
+    block_overhead: int = BLOCK_OVERHEAD  # for layers="auto": see surgeon.plan.depth
     hf_loadable: bool = False  # uniform widths that plain from_pretrained can load
 
     def __post_init__(self) -> None:

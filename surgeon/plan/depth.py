@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from surgeon.analyzers import Analysis
-from surgeon.costs import covered
+from surgeon.plan.costs import covered
 
 __all__ = ["BLOCK_OVERHEAD", "MAX_DEPTH_SHARE", "SPEED_EFFICIENCY", "DepthChoice", "choose_depth"]
 

@@ -86,7 +86,7 @@ def test_loading_a_directory_without_a_manifest_is_refused(tmp_path):
 
 
 def test_the_planner_can_keep_results_loadable_by_plain_from_pretrained(tmp_path):
-    from surgeon.analyzers.importance.criteria import score_group
+    from surgeon.calibrate.criteria import score_group
 
     model = HF_MODELS["llama"]()
     analysis = surgeon.analyze(model)

@@ -20,7 +20,7 @@ from surgeon.errors import InputError
 from surgeon.rewriters.resolve import units_of
 
 if TYPE_CHECKING:
-    from surgeon.planner import PlanOptions
+    from surgeon.plan.planner import PlanOptions
 
 __all__ = [
     "CHANNEL_KINDS",

@@ -25,7 +25,7 @@ from torch import nn
 
 from surgeon.analyzers.names import ParameterNames
 from surgeon.errors import SurgeonError
-from surgeon.plan import Plan
+from surgeon.plan.plan import Plan
 
 __all__ = ["Provenance", "load", "read_manifest", "replay", "save", "write_description"]
 

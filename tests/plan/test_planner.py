@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import surgeon
-from surgeon.planner import (
+from surgeon.plan.planner import (
     PlanOptions,
     block_flops,
     block_parameters,

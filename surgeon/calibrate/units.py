@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..model import Group, Layout
+from surgeon.analyzers.groups import Group, Layout
 
 __all__ = ["level_digits", "unit_scores"]
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import surgeon
-from surgeon.analyzers.importance.calibration import calibrate, token_batches
-from surgeon.analyzers.importance.layerwise import layer_stack
-from tests.importance.compare import relative
+from surgeon.calibrate.calibration import calibrate, token_batches
+from surgeon.calibrate.layerwise import layer_stack
+from tests.calibrate.compare import relative
 from tests.zoo import HF_MODELS
 
 BLOCKS = ["model.layers.0", "model.layers.1"]

@@ -12,10 +12,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 import surgeon
-import surgeon.shards
-import surgeon.stream
+import surgeon.checkpoint.shards
+import surgeon.checkpoint.stream
+from surgeon.checkpoint.shards import ShardWriter, open_checkpoint, read_rows, read_tensor
 from surgeon.rewriters.resolve import units_of
-from surgeon.shards import ShardWriter, open_checkpoint, read_rows, read_tensor
 from tests.zoo import DECODER, HF_MODELS, _build
 
 
@@ -78,7 +78,7 @@ def mlp_and_kv_plan(analysis, remove_block: bool):
 def test_a_streamed_cut_equals_the_in_memory_cut_bit_for_bit(
     tmp_path, monkeypatch, tied, dtype, remove_block
 ):
-    monkeypatch.setattr(surgeon.shards, "CHUNK_BYTES", 1000)  # many slabs per tensor
+    monkeypatch.setattr(surgeon.checkpoint.shards, "CHUNK_BYTES", 1000)  # many slabs per tensor
     source = checkpoint(tmp_path, tied, dtype)
     model = hf.AutoModelForCausalLM.from_pretrained(source, dtype=dtype).eval()
     analysis = surgeon.analyze(model)
@@ -158,7 +158,7 @@ def test_per_expert_checkpoints_stream_bit_for_bit(name, allocation, tmp_path):
     writes, expert by expert."""
     source = tmp_path / "source"
     HF_MODELS[name]().save_pretrained(source, max_shard_size="60KB")
-    assert any(".experts.0." in key for key in surgeon.stream.open_checkpoint(source))
+    assert any(".experts.0." in key for key in surgeon.checkpoint.stream.open_checkpoint(source))
     options = dict(kinds=("experts", "expert_mlp"), allocation=allocation, layers=0)
     result = surgeon.prune_checkpoint(source, tmp_path / "streamed", 0.4, progress=False, **options)
     model = hf.AutoModelForCausalLM.from_pretrained(source).eval()
@@ -212,7 +212,7 @@ def test_a_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(writer, job):
         raise OSError(f"disk full while writing {job.name}")
 
-    monkeypatch.setattr(surgeon.stream, "_write_one", broken)
+    monkeypatch.setattr(surgeon.checkpoint.stream, "_write_one", broken)
     with pytest.raises(OSError, match="disk full"):
         surgeon.prune_checkpoint(source, tmp_path / "out", 0.2, criterion="random", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]
@@ -238,7 +238,7 @@ def test_default_depth_without_block_scores_warns_and_streams_widths(tmp_path):
 
 
 def test_the_shard_writer_and_reader_round_trip_through_safetensors(tmp_path, monkeypatch):
-    monkeypatch.setattr(surgeon.shards, "CHUNK_BYTES", 40)  # two rows of "a"
+    monkeypatch.setattr(surgeon.checkpoint.shards, "CHUNK_BYTES", 40)  # two rows of "a"
     values = {
         "a": torch.randn(7, 5),
         "b": torch.randn(3, 4, 6).to(torch.bfloat16),

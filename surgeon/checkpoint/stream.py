@@ -12,7 +12,7 @@ nothing in a structured cut needs the whole model at once:
 3. every tensor of every input shard is read in slabs of rows, sliced with
    the same kept indices ``apply`` uses, and appended to the output shard
    (per-expert MoE tensors, which transformers stacks at load time, are read
-   expert by expert and written stacked: :mod:`surgeon.converted`).
+   expert by expert and written stacked: :mod:`surgeon.checkpoint.converted`).
 
 Peak memory is the meta analysis plus one slab (and, while scoring, one
 member tensor in float64), whatever the model's size. Output goes to a
@@ -38,14 +38,21 @@ from tqdm.auto import tqdm
 
 from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.names import ParameterNames
-from surgeon.converted import Source, StackedSource, checkpoint_sources
+from surgeon.checkpoint.converted import Source, StackedSource, checkpoint_sources
+from surgeon.checkpoint.persist import (
+    INDEX,
+    MANIFEST,
+    WEIGHTS,
+    read_manifest,
+    replay,
+    write_description,
+)
+from surgeon.checkpoint.shards import ShardWriter, open_checkpoint, read_rows
+from surgeon.checkpoint.stream_plan import DiskParameters, given_plan, plan_options_for, scored_plan
 from surgeon.errors import SurgeonError
-from surgeon.persist import INDEX, MANIFEST, WEIGHTS, read_manifest, replay, write_description
-from surgeon.plan import Plan
+from surgeon.plan.plan import Plan
 from surgeon.rewriters import apply
 from surgeon.rewriters.resolve import kept_indices, resolve
-from surgeon.shards import ShardWriter, open_checkpoint, read_rows
-from surgeon.stream_plan import DiskParameters, given_plan, plan_options_for, scored_plan
 
 __all__ = ["StreamResult", "prune_checkpoint"]
 
@@ -145,7 +152,7 @@ def prune_checkpoint(
     :func:`surgeon.load` (and plain ``from_pretrained`` for uniform cuts)
     reloads it; the tokenizer and generation config are copied.
     """
-    from surgeon.models import load_directory, model_directory
+    from surgeon.checkpoint.directory import load_directory, model_directory
 
     started = time.perf_counter()
     src = model_directory(src_dir)

@@ -10,8 +10,8 @@ import torch
 import transformers as hf
 
 import surgeon
-from surgeon.depth import BLOCK_OVERHEAD, SPEED_EFFICIENCY, choose_depth
-from surgeon.planner import PlanOptions, block_parameters, make_plan, planned_depth
+from surgeon.plan.depth import BLOCK_OVERHEAD, SPEED_EFFICIENCY, choose_depth
+from surgeon.plan.planner import PlanOptions, block_parameters, make_plan, planned_depth
 from surgeon.shapes import LLAMA3_8B
 
 SMALL = dict(LLAMA3_8B, hidden_size=64, intermediate_size=128, num_hidden_layers=8)

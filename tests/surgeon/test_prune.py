@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import surgeon
-from surgeon.analyzers.importance.calibration import calibrate, token_batches
-from surgeon.analyzers.importance.criteria import CRITERIA, score_group
-from surgeon.planner import PlanOptions, block_parameters, make_plan
+from surgeon.calibrate.calibration import calibrate, token_batches
+from surgeon.calibrate.criteria import CRITERIA, score_group
+from surgeon.plan.planner import PlanOptions, block_parameters, make_plan
 from surgeon.rewriters.compensate import refit_consumers
 from tests.zoo import HF_MODELS
 

@@ -27,7 +27,7 @@ def load_directory(path: str | Path, weights: bool = True) -> nn.Module:
     or the directory has none."""
     import transformers
 
-    from surgeon.persist import MANIFEST, load
+    from surgeon.checkpoint.persist import MANIFEST, load
 
     directory = model_directory(path)
     if weights and (directory / MANIFEST).is_file():
