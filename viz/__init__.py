@@ -17,7 +17,7 @@ from typing import Any
 import graphviz
 
 from surgeon.analyzers.analysis import Analysis
-from surgeon.analyzers.model import Block, Group
+from surgeon.analyzers.groups import Block, Group
 from surgeon.errors import InputError, SurgeonError
 
 __all__ = [

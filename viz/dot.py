@@ -27,7 +27,7 @@ from torch import fx, nn
 from surgeon.analyzers.analysis import Analysis
 from surgeon.analyzers.capture import Capture, capture
 from surgeon.analyzers.example_inputs import example_inputs, normalise_inputs
-from surgeon.analyzers.model import Group, Member
+from surgeon.analyzers.groups import Group, Member
 from surgeon.errors import InputError
 from surgeon.viz import GraphvizNotFound, group_colors, pick_block, render, units_text
 
