@@ -60,5 +60,11 @@ class ModelSize:
         can_generate = getattr(model, "can_generate", None)
         return cls(params, reads, fraction, bool(callable(can_generate) and can_generate()))
 
+    def flops_of(self, numels: Mapping[str, int]) -> float:
+        """Matrix-product FLOPs per token of the parameters ``{name: numel}``: 2
+        per element a token reads (experts at ``top_k / experts``), the same
+        weights as :func:`flop_weights`."""
+        return 2.0 * sum(n * self.read_fraction.get(p, 0.0) for p, n in numels.items())
+
     def to_dict(self) -> dict[str, float]:
         return {"params": self.params, "reads_per_token": self.reads, "generates": self.generates}

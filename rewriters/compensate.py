@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from surgeon.analyzers import Analysis
-from surgeon.checkpoint.persist import Provenance
+from surgeon.checkpoint.provenance import Provenance, remember
 from surgeon.errors import InputError
 from surgeon.plan.plan import Plan
 
@@ -189,7 +189,7 @@ def _add_biases(model: nn.Module, names: list[str]) -> None:
                 provenance, original_config={**provenance.original_config, flag: True}
             )
     if provenance is not None:
-        model.__dict__["_surgeon_provenance"] = provenance
+        remember(model, provenance)
 
 
 def _biased_with(model: nn.Module, flag: str) -> set[str]:

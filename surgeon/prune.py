@@ -12,7 +12,7 @@ from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.dispatched import has_accelerate_hooks, materialized_copy
 from surgeon.calibrate.calibration import Statistics, calibrate, token_batches
 from surgeon.calibrate.criteria import CRITERIA, check_criterion, score_group
-from surgeon.checkpoint.persist import record_compensation
+from surgeon.checkpoint.provenance import record_compensation
 from surgeon.errors import InputError
 from surgeon.plan.costs import count_flops, flop_weights
 from surgeon.plan.plan import Plan

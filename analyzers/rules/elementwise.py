@@ -6,11 +6,12 @@ from __future__ import annotations
 from torch import ops
 
 from .context import RuleContext
-from .registry import register
+from .registry import register, register_pointwise
 
 aten = ops.aten
 
 
+@register_pointwise
 def broadcast(ctx: RuleContext):
     """Every tensor input broadcasts into the output: aligned axes are one."""
     shapes = ctx.out_shapes()

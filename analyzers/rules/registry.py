@@ -49,12 +49,20 @@ def register(*ops: Any) -> Callable[[Rule], Rule]:
     return decorate
 
 
+_POINTWISE: dict[str, Rule] = {}
+
+
 def lookup(op: Any) -> Rule | None:
     rule = _RULES.get(str(op))
     if rule is None and isinstance(op, torch._ops.OpOverload) and torch.Tag.pointwise in op.tags:
-        from .elementwise import broadcast
+        return _POINTWISE.get("rule")
+    return rule
 
-        return broadcast
+
+def register_pointwise(rule: Rule) -> Rule:
+    """The rule of every op torch tags ``pointwise`` that has no rule of its own
+    (the element-wise room registers broadcasting here)."""
+    _POINTWISE["rule"] = rule
     return rule
 
 

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from surgeon.errors import InputError
 
+from .criteria import CRITERIA
 from .devices import input_device, offloaded_gradients
 from .layerwise import calibrate_layerwise
 from .statistics import FeatureStats, Statistics, recording
@@ -129,8 +130,6 @@ def _concrete(device: str | torch.device) -> torch.device:
 
 def _check_layerwise(model: nn.Module, gradients: bool) -> None:
     if gradients:
-        from .criteria import CRITERIA  # criteria imports this module
-
         needing = ", ".join(sorted(c.name for c in CRITERIA.values() if c.needs_gradients))
         raise InputError(
             "layerwise calibration runs one block at a time without the loss, so it cannot "

@@ -42,7 +42,7 @@ from torch import nn
 from surgeon.analyzers.groups import Group
 from surgeon.errors import InputError
 
-from .calibration import Statistics
+from .statistics import Statistics
 from .units import unit_scores
 
 __all__ = ["CRITERIA", "Criterion", "check_criterion", "score_group"]

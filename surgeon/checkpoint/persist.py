@@ -12,10 +12,8 @@ back bit for bit. Nothing is unpickled and no remote code runs.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,78 +22,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from surgeon.analyzers.names import ParameterNames
+from surgeon.checkpoint.provenance import Provenance, remember
 from surgeon.errors import SurgeonError
 from surgeon.plan.plan import Plan
 
-__all__ = ["Provenance", "load", "read_manifest", "replay", "save", "write_description"]
+__all__ = ["load", "read_manifest", "replay", "save", "write_description"]
 
 MANIFEST = "surgeon.json"
 WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """How a model was made: the original config and the plans applied in order."""
-
-    model_class: str
-    original_config: dict[str, Any] | None
-    plans: tuple[Plan, ...]
-    inputs: dict[str, Any] | None = None  # shapes and dtypes of the analysis inputs
-    compensation: str | None = None  # weights refit after the last cut, on purpose
-    verified_cut: dict[str, float] | None = None  # verify of the cut before compensation
-
-    @classmethod
-    def of(cls, model: nn.Module) -> Provenance | None:
-        return model.__dict__.get("_surgeon_provenance")
-
-    @classmethod
-    def start(cls, model: nn.Module) -> Provenance:
-        config = getattr(model, "config", None)
-        original = copy.deepcopy(config.to_dict()) if hasattr(config, "to_dict") else None
-        return cls(type(model).__name__, original, ())
-
-
-def record(model: nn.Module, before: Provenance, plan: Plan, inputs: tuple) -> None:
-    """Called by ``apply`` on the cut model: remember the plan (and, the first
-    time, the input signature a plain module is analysed with)."""
-    signature = before.inputs if before.inputs is not None else _signature(inputs)
-    model.__dict__["_surgeon_provenance"] = Provenance(
-        before.model_class, before.original_config, (*before.plans, plan), signature
-    )
-
-
-def record_compensation(model: nn.Module, compensation: str, verified_cut) -> None:
-    """Called by ``prune`` after refitting: the weights now differ from the masked
-    original by design; keep what verify said of the cut itself."""
-    provenance = Provenance.of(model)
-    checked = (
-        None
-        if verified_cut is None
-        else {"max_abs": verified_cut.max_abs, "max_rel": verified_cut.max_rel}
-    )
-    model.__dict__["_surgeon_provenance"] = dataclasses.replace(
-        provenance, compensation=compensation, verified_cut=checked
-    )
-
-
-def _signature(inputs: tuple) -> dict[str, Any] | None:
-    args, kwargs = inputs
-    describe = lambda v: (  # noqa: E731
-        {"shape": list(v.shape), "dtype": str(v.dtype).removeprefix("torch.")}
-        if isinstance(v, torch.Tensor)
-        else v
-    )
-    try:
-        signature = {
-            "args": [describe(a) for a in args],
-            "kwargs": {k: describe(v) for k, v in kwargs.items()},
-        }
-        json.dumps(signature)
-    except TypeError:
-        return None  # a non-JSON argument: such a model must be replayed by hand
-    return signature
 
 
 def _materialise(signature: dict[str, Any], device: torch.device) -> tuple[tuple, dict]:
@@ -199,10 +135,13 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
         model = apply(model, plan, inplace=True, check=False, analysis=analysis)
     provenance = Provenance.of(model)
     if provenance is not None:
-        model.__dict__["_surgeon_provenance"] = dataclasses.replace(
-            provenance,
-            compensation=manifest.get("compensation"),
-            verified_cut=manifest.get("verified_cut"),
+        remember(
+            model,
+            dataclasses.replace(
+                provenance,
+                compensation=manifest.get("compensation"),
+                verified_cut=manifest.get("verified_cut"),
+            ),
         )
     return model
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from surgeon.analyzers import Analysis, Group, GroupKind
 from surgeon.errors import InputError
+from surgeon.plan.options import PlanOptions
 from surgeon.rewriters.resolve import units_of
-
-if TYPE_CHECKING:
-    from surgeon.plan.planner import PlanOptions
 
 __all__ = [
     "CHANNEL_KINDS",

@@ -43,8 +43,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
 
 import torch
 
@@ -61,7 +59,8 @@ from surgeon.plan.allocation import (
     uniform_counts,
 )
 from surgeon.plan.costs import block_flops, block_parameters, count_flops, covered, flop_weights
-from surgeon.plan.depth import BLOCK_OVERHEAD, DepthChoice, choose_depth
+from surgeon.plan.depth import DepthChoice, choose_depth
+from surgeon.plan.options import PlanOptions
 from surgeon.plan.plan import Plan
 
 __all__ = [
@@ -74,85 +73,6 @@ __all__ = [
     "make_plan",
     "planned_depth",
 ]
-
-TARGETS = ("ratio", "params", "flops_ratio", "flops")
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    ratio: float | None = field(
-        default=None, metadata={"help": "fraction of block params to remove"}
-    )
-    params: int | None = field(default=None, metadata={"help": "block params to remove"})
-    flops_ratio: float | None = field(
-        default=None, metadata={"help": "fraction of block FLOPs per token to remove"}
-    )
-    flops: int | None = field(default=None, metadata={"help": "block FLOPs per token to remove"})
-    kinds: tuple[str, ...] = ("mlp", "expert_mlp")
-    allocation: str = "global"
-    heads: str = "kv"
-    round_to: int | None = None  # None: channel_step of each group's width
-    min_units: int = 1
-    ignore: tuple[str, ...] = ()
-    layers: int | str = field(
-        default="auto", metadata={"help": "whole blocks to remove, or 'auto' (for speed)"}
-    )
-    block_overhead: int = BLOCK_OVERHEAD  # for layers="auto": see surgeon.plan.depth
-    hf_loadable: bool = False  # uniform widths that plain from_pretrained can load
-
-    def __post_init__(self) -> None:
-        given = [t for t in TARGETS if getattr(self, t) is not None]
-        if len(given) > 1 or (not given and self.layers in (0, "auto")):
-            raise InputError(
-                "give exactly one of ratio=..., params=..., flops_ratio=... or flops=... "
-                "(or layers=...)"
-            )
-        for name in ("ratio", "flops_ratio"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1
-            ):
-                raise InputError(f"{name} must be a number in [0, 1), not {value!r}")
-        for name in ("params", "flops"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                raise InputError(f"{name} must be a non-negative int, not {value!r}")
-        choices = {
-            "allocation": ("uniform", "global", "adaptive", "relative"),
-            "heads": ("kv", "q"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise InputError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
-        for name in ("round_to", "min_units", "layers", "block_overhead"):
-            value = getattr(self, name)
-            if (name == "round_to" and value is None) or (name == "layers" and value == "auto"):
-                continue
-            least = 1 if name in ("round_to", "min_units") else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                kind = "positive int" if least else "non-negative int"
-                also = " or 'auto'" if name == "layers" else ""
-                raise InputError(f"{name} must be a {kind}{also}, not {value!r}")
-        unknown = set(self.kinds) - {k.value for k in GroupKind}
-        if unknown:
-            raise InputError(f"unknown group kinds {sorted(unknown)}")
-
-    @classmethod
-    def names(cls) -> set[str]:
-        return {f.name for f in fields(cls)}
-
-    @classmethod
-    def from_kwargs(cls, ratio: float | None, options: Mapping[str, Any]) -> PlanOptions:
-        """Options given as keyword arguments (to ``prune``...): unknown names are
-        refused, not ignored."""
-        unknown = set(options) - cls.names()
-        if unknown:
-            raise InputError(
-                f"unknown option(s) {sorted(unknown)}; plan options are {sorted(cls.names())}"
-            )
-        return cls(ratio=ratio, **options)
 
 
 def make_plan(
