@@ -5,7 +5,9 @@ meta/fake tensors (a 70B structure needs no weights) and records, for every
 node, the module it ran in. Plain modules that export rejects fall back to
 ``torch.fx.symbolic_trace`` lowered to aten with ``make_fx``. Either way the
 result is a :class:`Capture`: a graph whose parameter placeholders are mapped to
-qualified parameter names. The user's model is never modified.
+qualified parameter names. The user's model is never modified (anything its
+forward writes on itself is put back), the KV cache is off unless asked for, and
+outputs that are not tensors or plain values (cache objects) are dropped.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch.utils import _pytree as pytree
 
 from surgeon.errors import CaptureError
 
-__all__ = ["Capture", "capture", "innermost_module"]
+from .example_inputs import without_cache
+from .untouched import untouched
+
+__all__ = ["Capture", "capture", "innermost_module", "plain_output"]
 
 
 @dataclass
@@ -56,16 +62,44 @@ def _clean_path(path: str) -> str:
 def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
     """Capture ``model(*args, **kwargs)``; raise :class:`CaptureError` naming the
     module where both export and the symbolic-trace fallback failed."""
+    kwargs = without_cache(model, kwargs)
     with torch.no_grad(), _quiet_fake_tensor_errors():
         try:
-            with innermost_module(model) as where:
+            with untouched(model), _plain_outputs(model), innermost_module(model) as where:
                 return _export(model, args, kwargs)
         except Exception as export_error:  # export raises many unrelated types
             failed_in = where.get("module")
             try:
-                return _symbolic_trace(model, args, kwargs)
+                with untouched(model):
+                    return _symbolic_trace(model, args, kwargs)
             except Exception as trace_error:
                 raise _capture_error(model, failed_in, export_error, trace_error) from export_error
+
+
+def plain_output(output: Any) -> Any:
+    """``output`` with every leaf that is not a tensor or a plain value (a
+    ``DynamicCache``, Mamba's cache) replaced by ``None``; ``ModelOutput``s drop
+    such fields."""
+    return pytree.tree_map(lambda leaf: leaf if _plain_leaf(leaf) else None, output)
+
+
+def _plain_leaf(leaf: Any) -> bool:
+    return leaf is None or isinstance(leaf, (torch.Tensor, int, float, bool, str))
+
+
+@contextlib.contextmanager
+def _plain_outputs(model: nn.Module) -> Iterator[None]:
+    """While exporting, the root's outputs pass through :func:`plain_output`
+    (a global hook, removed on exit: the model itself gets no hooks)."""
+
+    def strip(module, _inputs, output):
+        return plain_output(output) if module is model else None
+
+    hook = nn.modules.module.register_module_forward_hook(strip)
+    try:
+        yield
+    finally:
+        hook.remove()
 
 
 def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
@@ -135,7 +169,7 @@ def _symbolic_trace(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Ca
     state.update(traced.named_buffers())
 
     def run(state, *inputs):
-        return functional_call(traced, state, inputs, tensors)
+        return plain_output(functional_call(traced, state, inputs, tensors))
 
     lowered = make_fx(run, tracing_mode="fake", record_module_stack=True)(state, *args)
     placeholders = [n for n in lowered.graph.nodes if n.op == "placeholder"]

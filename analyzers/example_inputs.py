@@ -4,6 +4,7 @@ from what the user passed."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -11,31 +12,66 @@ from torch import nn
 
 from surgeon.errors import InputError
 
-__all__ = ["example_inputs", "normalise_inputs"]
+__all__ = ["call_inputs", "example_inputs", "normalise_inputs", "without_cache"]
 
 BATCH, SEQUENCE = 2, 8
 
 
+def call_inputs(model: nn.Module, inputs: Any = None) -> tuple[tuple, dict[str, Any]]:
+    """The ``(args, kwargs)`` fx-surgeon calls ``model`` with: the user's
+    ``inputs`` normalised (derived from a Hugging Face config when ``None``),
+    with the KV cache off unless the user asked for it."""
+    args, kwargs = example_inputs(model) if inputs is None else normalise_inputs(inputs)
+    return args, without_cache(model, kwargs)
+
+
+def without_cache(model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``use_cache=False`` where ``model.forward`` takes it and
+    the caller did not set it. A KV cache only holds copies of the keys and
+    values, whose head axes a cut changes by design; a model that builds one
+    returns it beside its outputs (an object capture cannot return and a check
+    should not compare), so the analysis and the checks run without it."""
+    if "use_cache" in kwargs or not _takes(model, "use_cache"):
+        return kwargs
+    return {**kwargs, "use_cache": False}
+
+
+def _takes(model: nn.Module, name: str) -> bool:
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # builtins and C extensions have no signature
+        return False
+
+
 def normalise_inputs(inputs: Any) -> tuple[tuple, dict[str, Any]]:
-    """Accept a tensor, a tuple/list of positional args, a dict of keyword args,
-    or an ``(args, kwargs)`` pair."""
+    """Accept a tensor, a tuple/list of positional args, a mapping of keyword
+    args (a dict, a tokenizer's ``BatchEncoding``), or an ``(args, kwargs)``
+    pair."""
     if isinstance(inputs, torch.Tensor):
         return (inputs,), {}
-    if isinstance(inputs, dict):
-        return (), dict(inputs)
+    if isinstance(inputs, Mapping):
+        return (), _keyword_args(inputs)
     if (
         isinstance(inputs, tuple)
         and len(inputs) == 2
         and isinstance(inputs[0], (tuple, list))
-        and isinstance(inputs[1], dict)
+        and isinstance(inputs[1], Mapping)
     ):
-        return tuple(inputs[0]), dict(inputs[1])
+        return tuple(inputs[0]), _keyword_args(inputs[1])
     if isinstance(inputs, (tuple, list)):
         return tuple(inputs), {}
     raise InputError(
-        f"inputs must be a tensor, a tuple of positional args, a dict of keyword args "
-        f"or an (args, kwargs) pair, not {type(inputs).__name__}"
+        f"inputs must be a tensor, a tuple of positional args, a mapping of keyword args "
+        f"(a dict, a tokenizer's BatchEncoding) or an (args, kwargs) pair, "
+        f"not {type(inputs).__name__}"
     )
+
+
+def _keyword_args(mapping: Mapping) -> dict[str, Any]:
+    for key in mapping:
+        if not isinstance(key, str):
+            raise InputError(f"keyword inputs must have str keys (argument names), not {key!r}")
+    return {key: mapping[key] for key in mapping}
 
 
 def example_inputs(model: nn.Module) -> tuple[tuple, dict[str, Any]]:
@@ -61,10 +97,7 @@ def example_inputs(model: nn.Module) -> tuple[tuple, dict[str, Any]]:
         )
     if getattr(config, "is_encoder_decoder", False):
         kwargs["decoder_input_ids"] = _token_ids(config, device)
-    parameters = inspect.signature(model.forward).parameters
-    if "use_cache" in parameters:
-        kwargs["use_cache"] = False
-    return (), kwargs
+    return (), without_cache(model, kwargs)
 
 
 def _float_dtype_of(model: nn.Module) -> torch.dtype:

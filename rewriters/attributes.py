@@ -19,6 +19,7 @@ from torch import nn
 
 from surgeon.analyzers import Analysis, Group, GroupKind
 
+from .patterns import update_pattern_layers
 from .resolve import GroupCut
 from .transaction import Transaction
 
@@ -31,6 +32,7 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
     "num_kv_heads": lambda kv, q, hd: kv,
     "num_heads": lambda kv, q, hd: kv * q,
     "num_attention_heads": lambda kv, q, hd: kv * q,
+    "heads": lambda kv, q, hd: kv * q,
     "n_heads": lambda kv, q, hd: kv * q,
     "all_head_size": lambda kv, q, hd: kv * q * hd,
     "inner_dim": lambda kv, q, hd: kv * q * hd,
@@ -66,6 +68,10 @@ def update_attributes(
                 for name in names:
                     if getattr(module, name, None) == old:
                         tx.set(module, name, new)
+        if cut.group.kind == GroupKind.ATTENTION:
+            (kv, q), (kv2, q2), head_dim = _attention_sizes(cut)
+            named = [(path, model.get_submodule(path)) for path in _owner_paths(cut.group)]
+            update_pattern_layers(named, (kv * q, kv2 * q2), (kv, kv2), head_dim, tx)
         if config is not None and not uniform:
             _per_module_configs(cut, modules, config, tx, copies)
     if config is not None:
@@ -73,11 +79,15 @@ def update_attributes(
 
 
 def _owners(model: nn.Module, group: Group) -> list[nn.Module]:
+    return [model.get_submodule(p) for p in _owner_paths(group)]
+
+
+def _owner_paths(group: Group) -> list[str]:
     paths = set()
     for member in group.members:
         paths.add(member.module)
         paths.add(member.module.rpartition(".")[0])
-    return [model.get_submodule(p) for p in sorted(paths)]
+    return sorted(paths)
 
 
 def _attention_sizes(cut: GroupCut) -> tuple[tuple[int, int], tuple[int, int], int]:

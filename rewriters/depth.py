@@ -36,11 +36,13 @@ def remove_blocks(model: nn.Module, blocks: Iterable[Block], tx: Transaction) ->
     for container_name in sorted(by_container, key=lambda n: -n.count(".") - bool(n)):
         container = model.get_submodule(container_name)
         removed = by_container[container_name]
-        children = [child for i, child in enumerate(container.children()) if i not in removed]
-        kept = [i for i in range(len(container)) if i not in removed]
+        # positions count None entries (a layer some positions skip), which stay
+        entries = list(container._modules.values())
+        children = [child for i, child in enumerate(entries) if i not in removed]
+        kept = [i for i in range(len(entries)) if i not in removed]
         tx.set(container, "_modules", {str(i): child for i, child in enumerate(children)})
         for new_index, child in enumerate(children):
-            for module in child.modules():
+            for module in child.modules() if child is not None else ():
                 if isinstance(getattr(module, "layer_idx", None), int):
                     tx.set(module, "layer_idx", new_index)
         _update_config(model, len(kept) + len(removed), kept, tx)

@@ -8,6 +8,12 @@ nothing even where an activation is non-zero at zero. Axes that feed a softmax
 or top-k (an MoE router's experts) are masked with ``-inf`` on the router's
 logits, and removed blocks pass their input through. Both models run on the
 same inputs; every output is compared.
+
+The report also says how much the check could see: how far masking the removed
+units moves the original's outputs. Where that is within a few tolerances
+(random weights whose removed units barely matter, an input that does not reach
+them), a wrong cut would pass as well as a right one: the report says so
+(``weak``). Neither model is left changed by the check.
 """
 
 from __future__ import annotations
@@ -23,14 +29,19 @@ from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
 
 from surgeon.analyzers import Analysis, analyze
+from surgeon.analyzers.capture import plain_output
 from surgeon.analyzers.checks import check_eval_mode
-from surgeon.analyzers.example_inputs import example_inputs, normalise_inputs
+from surgeon.analyzers.example_inputs import call_inputs
+from surgeon.analyzers.untouched import untouched
 from surgeon.plan.plan import Plan
 from surgeon.rewriters import GroupCut, ResolvedPlan, apply, resolve
 
 __all__ = ["OutputCheck", "VerifyReport", "MaskedReference", "verify"]
 
 _TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+# A check whose masking moves the outputs by at most this many tolerances cannot
+# tell a right cut from a wrong one.
+WEAK_POWER = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,15 +56,24 @@ class OutputCheck:
 class VerifyReport:
     """Per-output errors; ``inexact`` maps each group that cannot be exactly
     equivalent by nature (norm statistics over its axis) to the error it alone
-    causes (with the plan's removed blocks removed too)."""
+    causes (with the plan's removed blocks removed too). ``power`` is how far
+    masking the removed units moves the original's outputs (max rel): a check
+    is ``weak`` when that is within ``WEAK_POWER`` tolerances."""
 
     outputs: tuple[OutputCheck, ...]
     tolerance: float
     inexact: dict[str, float] = field(default_factory=dict)
+    power: float | None = None
+    removes: bool = True  # the plan removes something
 
     @property
     def ok(self) -> bool:
         return all(o.ok for o in self.outputs)
+
+    @property
+    def weak(self) -> bool:
+        """True if a wrong cut could pass this check as well as a right one."""
+        return self.power is not None and self.power <= WEAK_POWER * self.tolerance
 
     @property
     def max_abs(self) -> float:
@@ -71,7 +91,22 @@ class VerifyReport:
             lines.append(
                 f"  not exact by nature: {group_id} (norm statistics), max rel {error:.3g}"
             )
+        if self.power is not None:
+            lines.append(self.power_note())
         return "\n".join(lines)
+
+    def power_note(self) -> str:
+        """One line on how much this check could see."""
+        if not self.removes:
+            return "  power: the plan removes nothing, so there was nothing to check"
+        moved = f"masking the removed units moves the outputs by max rel {self.power:.3g}"
+        if not self.weak:
+            return f"  power: {moved} ({self.power / self.tolerance:.3g}x the tolerance)"
+        return (
+            f"  WEAK CHECK: {moved}, within {WEAK_POWER:g}x the tolerance: a wrong cut would "
+            "pass as well; verify on inputs that reach the removed units (real data, "
+            "trained weights)"
+        )
 
 
 def verify(
@@ -83,15 +118,20 @@ def verify(
     tolerance: float | None = None,
 ) -> VerifyReport:
     """Compare ``pruned`` with ``original`` masked by ``plan`` on ``inputs``
-    (derived from a Hugging Face config when omitted)."""
+    (as for :func:`~surgeon.analyze`: a tensor, a tuple, a dict or
+    ``BatchEncoding``, an ``(args, kwargs)`` pair; derived from a Hugging Face
+    config when omitted)."""
     plan = Plan.coerce(plan)
     check_eval_mode(original, pruned)
-    analysis = analysis if analysis is not None else analyze(original)
+    analysis = analysis if analysis is not None else analyze(original, inputs)
     resolved = resolve(plan, analysis)
-    args, kwargs = example_inputs(original) if inputs is None else normalise_inputs(inputs)
+    args, kwargs = call_inputs(original, inputs)
     dtype = next((p.dtype for p in original.parameters() if p.is_floating_point()), torch.float32)
     tolerance = _TOLERANCE.get(dtype, 1e-5) if tolerance is None else tolerance
-    outputs = _compare(MaskedReference(original, resolved), pruned, args, kwargs, tolerance)
+    expected = _run(MaskedReference(original, resolved), args, kwargs)
+    outputs = _check(expected, _run(pruned, args, kwargs), tolerance)
+    moved = _check(expected, _run(original, args, kwargs), tolerance)
+    power = max((c.max_rel for c in moved), default=0.0)
     inexact = {}
     for cut in resolved.cuts:
         if not cut.group.mask_equivalent:
@@ -99,9 +139,11 @@ def verify(
             alone = ResolvedPlan((cut,), resolved.blocks)
             only_plan = Plan({cut.group.id: _units(cut)}, plan.remove_blocks)
             only = apply(original, only_plan, analysis=analysis)
-            checks = _compare(MaskedReference(original, alone), only, args, kwargs, tolerance)
+            reference = _run(MaskedReference(original, alone), args, kwargs)
+            checks = _check(reference, _run(only, args, kwargs), tolerance)
             inexact[cut.group.id] = max(c.max_rel for c in checks)
-    return VerifyReport(tuple(outputs), tolerance, inexact)
+    removes = bool(resolved.blocks) or any(cut.removes_anything for cut in resolved.cuts)
+    return VerifyReport(tuple(outputs), tolerance, inexact, power, removes)
 
 
 def _units(cut: GroupCut) -> list[int]:
@@ -201,12 +243,17 @@ class _NegInfLogits(TorchFunctionMode):
         return out
 
 
-def _compare(reference, pruned, args, kwargs, tolerance) -> list[OutputCheck]:
-    with torch.no_grad():
-        expected = reference(*args, **kwargs)
-        actual = pruned(*args, **kwargs)
-    expected_leaves, _ = pytree.tree_flatten_with_path(_plain(expected))
-    actual_leaves = dict(pytree.tree_flatten_with_path(_plain(actual))[0])
+def _run(model, args, kwargs):
+    """``model``'s outputs on the inputs, leaving nothing on it (a forward that
+    caches a table on its module keeps it only for this call)."""
+    owner = model.model if isinstance(model, MaskedReference) else model
+    with torch.no_grad(), untouched(owner):
+        return plain_output(_plain(model(*args, **kwargs)))
+
+
+def _check(expected, actual, tolerance) -> list[OutputCheck]:
+    expected_leaves, _ = pytree.tree_flatten_with_path(expected)
+    actual_leaves = dict(pytree.tree_flatten_with_path(actual)[0])
     checks = []
     for path, ref in expected_leaves:
         if not isinstance(ref, torch.Tensor) or not ref.is_floating_point():

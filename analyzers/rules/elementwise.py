@@ -36,13 +36,24 @@ register(
     aten.hardswish.default,
     aten.hardswish_.default,
     aten.copy.default,
-    aten.copy_.default,
     aten.fill.Scalar,
     aten.fill_.Scalar,
     aten.relu_.default,
     aten.silu_.default,
     aten.gelu_.default,
 )(broadcast)
+
+
+@register(aten.copy_.default)
+def copy_into(ctx: RuleContext):
+    """``dst.copy_(src)``: ``src`` broadcasts into ``dst``. A write into one of
+    the model's inputs that nothing reads afterwards couples nothing: it is how
+    ``torch.export`` records a buffer registered inside ``forward`` (copied into
+    an input it has nothing to do with)."""
+    dst = ctx.node.args[0]
+    if ctx.is_model_input(dst) and not ctx.node.users:
+        return ctx.fresh(ctx.shape(dst))
+    return broadcast(ctx)
 
 
 @register(
