@@ -20,6 +20,7 @@ Two ways to run a model that does not fit one device:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,32 @@ from .devices import input_device, offloaded_gradients
 from .layerwise import calibrate_layerwise
 from .statistics import FeatureStats, Statistics, recording
 
-__all__ = ["FeatureStats", "Statistics", "calibrate", "token_batches"]
+__all__ = ["FeatureStats", "Statistics", "calibrate", "check_loss", "token_batches"]
+
+
+def check_loss(model: nn.Module, criterion: str) -> None:
+    """A gradient criterion back-propagates the model's own loss; a base model
+    (``BertModel``, ``CLIPTextModel``) computes none. Refuse before any work,
+    saying what to use instead."""
+    if CRITERIA[criterion].needs_gradients:
+        _require_loss(model, f"criterion '{criterion}'")
+
+
+def _require_loss(model: nn.Module, what: str) -> None:
+    try:
+        takes_labels = "labels" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        takes_labels = False
+    if not takes_labels:
+        forward_only = sorted(
+            c.name for c in CRITERIA.values() if c.needs_calibration and not c.needs_gradients
+        )
+        raise InputError(
+            f"{what} back-propagates the model's loss, but {type(model).__name__} computes "
+            f"none (its forward takes no labels): use a forward-only criterion "
+            f"({', '.join(forward_only)}) or 'magnitude' (no data), or prune the model with "
+            "its head (such as ...ForCausalLM or ...ForMaskedLM)"
+        )
 
 
 def token_batches(
@@ -85,6 +111,8 @@ def calibrate(
     for models larger than it; ``stack`` names the candidate blocks (an
     analysis's ``blocks``; default: the longest list of repeated layers).
     """
+    if gradients:
+        _require_loss(model, "collecting gradients")
     model_device = input_device(model)
     device = _concrete(device) if device is not None else model_device
     stats = Statistics()
@@ -113,7 +141,7 @@ def calibrate(
             with torch.set_grad_enabled(gradients):
                 out = model(input_ids=ids, labels=ids if gradients else None, use_cache=False)
             if gradients:
-                out.loss.backward()
+                _loss(model, out).backward()
             stats.samples += ids.shape[0]
     if gradients:
         for name, param in model.named_parameters():
@@ -121,6 +149,17 @@ def calibrate(
                 stats.gradients[name] = param.grad.detach().to("cpu", torch.float64)
                 param.grad = None
     return stats.finish()
+
+
+def _loss(model: nn.Module, output: Any) -> torch.Tensor:
+    loss = getattr(output, "loss", None)
+    if not isinstance(loss, torch.Tensor):
+        raise InputError(
+            f"{type(model).__name__} returned no loss for labels=input_ids, so gradients "
+            "cannot be collected: use a forward-only criterion (flap, wanda-sp, activation) "
+            "or 'magnitude'"
+        )
+    return loss
 
 
 def _concrete(device: str | torch.device) -> torch.device:
