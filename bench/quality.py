@@ -141,7 +141,7 @@ def run_model(name: str, args, log) -> list[dict]:
                     model,
                     None if depth_only else ratio,  # removed layers count toward a ratio
                     statistics=stats,
-                    verify_result=False,
+                    verify=False,
                     progress=False,
                     **options,
                 )

@@ -1,4 +1,4 @@
-"""The ``surgeon`` command: demo, inspect, graph, prune, prune-checkpoint, verify."""
+"""The ``surgeon`` command: demo, inspect, graph, prune, prune-checkpoint, verify, export."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from surgeon.calibrate.options import CalibrationOptions
+from surgeon.checkpoint.stream_plan import StreamOptions
 from surgeon.errors import SurgeonError
-from surgeon.rewriters.compensate import COMPENSATIONS
+from surgeon.export.command import add_export_command
+from surgeon.options import add_flags, flag_values
+from surgeon.plan.options import PlanOptions
+from surgeon.rewriters.options import CutOptions
 
 __all__ = ["main"]
 
@@ -98,35 +103,41 @@ def _prune(args: argparse.Namespace) -> int:
     import transformers
 
     from surgeon import prune, save
+    from surgeon.calibrate.criteria import CRITERIA
     from surgeon.checkpoint.directory import load_directory, model_directory
+    from surgeon.prune import split_options
 
+    options = flag_values(args, args.option_names)
+    if args.speed:
+        options.setdefault("layers", "auto")
+    scoring, _, _ = split_options(args.ratio, options)  # bad options fail before loading
+    if CRITERIA[scoring.criterion].needs_calibration and not args.calib:
+        raise SurgeonError(
+            f"criterion '{scoring.criterion}' reads activations: give --calib FILE (text like "
+            "the model's training data), or --criterion magnitude for a weight-only cut"
+        )
+    for flag, path in (("--calib", args.calib), ("--eval", args.eval)):
+        if path and not Path(path).is_file():
+            raise SurgeonError(f"{flag}: no such file '{path}'")
     directory = model_directory(args.path)
     output = Path(args.output)
     if output.exists() and any(output.iterdir()):
         raise SurgeonError(f"output directory '{output}' is not empty")
+    _phase(f"loading {directory}")
     model = load_directory(directory)
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory) if args.calib else None
-    options = _shape_options(args)
-    if args.params is not None:
-        options["params"] = args.params
-    result = prune(
-        model,
-        args.ratio,
-        criterion=args.criterion,
-        calib=args.calib,
-        tokenizer=tokenizer,
-        samples=args.samples,
-        length=args.length,
-        compensate=args.compensate,
-        **options,
-    )
+    result = prune(model, args.ratio, calib=args.calib, tokenizer=tokenizer, **options)
     print(result.report)
     if args.eval:
         from surgeon.evaluate import perplexity, text_windows
 
-        windows = text_windows(args.eval, tokenizer, args.length, count=64)
-        before, after = (perplexity(m, windows, window=args.length) for m in (model, result.model))
+        _phase(f"evaluating on {args.eval}")
+        windows = text_windows(args.eval, tokenizer, scoring.length, count=64)
+        before, after = (
+            perplexity(m, windows, window=scoring.length) for m in (model, result.model)
+        )
         print(f"perplexity on {args.eval}: {before:.3f} -> {after:.3f} ({after / before:.2f}x)")
+    _phase(f"saving to {output}")
     try:
         save(result.model, output)
         if (directory / "tokenizer_config.json").is_file():
@@ -138,78 +149,29 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _phase(text: str) -> None:
+    """A phase line on stderr, so a long step is never silent."""
+    print(f"surgeon: {text} ...", file=sys.stderr, flush=True)
+
+
 def _prune_checkpoint(args: argparse.Namespace) -> int:
     """Cut a safetensors checkpoint on disk, tensor by tensor (bounded memory)."""
     from surgeon.checkpoint.stream import prune_checkpoint
 
+    options = flag_values(args, args.option_names)
     if args.plan is not None:
-        defaults = args.planning_defaults
-        given = [o for o in ("ratio", "params") if getattr(args, o) is not None]
-        given += [dest for dest, default in defaults.items() if getattr(args, dest) != default]
-        if given:
-            flag = "--" + given[0].replace("_", "-")
+        if options:
+            flag = "--" + sorted(options)[0].replace("_", "-")
             raise SurgeonError(f"--plan replaces the planning options: drop {flag}")
         result = prune_checkpoint(args.path, args.output, plan=args.plan, progress=args.progress)
     else:
-        if args.ratio is None and args.params is None:
+        if options.get("ratio") is None and options.get("params") is None:
             raise SurgeonError("give --ratio, --params or --plan")
-        options = {**_shape_options(args), "heads": args.heads, "ignore": tuple(args.ignore)}
-        if args.params is not None:
-            options["params"] = args.params
-        result = prune_checkpoint(
-            args.path,
-            args.output,
-            args.ratio,
-            criterion=args.criterion,
-            seed=args.seed,
-            progress=args.progress,
-            **options,
-        )
+        ratio = options.pop("ratio", None)
+        result = prune_checkpoint(args.path, args.output, ratio, progress=args.progress, **options)
     print(result)
     print(f"saved to {result.path}")
     return 0
-
-
-def _add_shape_options(parser: argparse.ArgumentParser) -> None:
-    """The planner's shape flags, shared by ``prune`` and ``prune-checkpoint``."""
-    parser.add_argument("--uniform", action="store_true", help="same width in every layer")
-    parser.add_argument(
-        "--hf-loadable",
-        action="store_true",
-        help="uniform widths and head counts that plain from_pretrained can load",
-    )
-    parser.add_argument("--allocation", default="global", choices=("global", "adaptive"))
-    parser.add_argument(
-        "--round-to", type=int, default=None, help="kept channels a multiple of N (default: auto)"
-    )
-    parser.add_argument("--kinds", nargs="+", default=["mlp", "expert_mlp"])
-    parser.add_argument(
-        "--layers",
-        type=_layers,
-        default="auto",
-        help="whole blocks to remove, or 'auto': as many as keep decode speed in step with "
-        "size (default); 0 cuts widths only",
-    )
-
-
-def _shape_options(args: argparse.Namespace) -> dict:
-    """PlanOptions keyword arguments from the flags of :func:`_add_shape_options`."""
-    return {
-        "allocation": "uniform" if args.uniform else args.allocation,
-        "round_to": args.round_to,
-        "kinds": tuple(args.kinds),
-        "hf_loadable": args.hf_loadable,
-        "layers": args.layers,
-    }
-
-
-def _layers(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is neither 'auto' nor a count") from None
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -266,20 +228,25 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("--view", choices=("modules", "groups", "ops"), default="modules")
     graph.add_argument("--layer", type=int, default=None, help="the block to expand / draw")
     graph.set_defaults(run=_graph)
-    prune = commands.add_parser("prune", help="score, cut, compensate, verify and save")
+    prune = commands.add_parser(
+        "prune",
+        help="score, cut, compensate, verify and save (defaults: the best measured recipe)",
+    )
     prune.add_argument("path", help="a Hugging Face model directory with weights")
-    target = prune.add_mutually_exclusive_group(required=True)
-    target.add_argument("--ratio", type=float, help="share of block parameters to remove")
-    target.add_argument("--params", type=int, help="block parameters to remove")
-    prune.add_argument("--criterion", default="taylor")
+    prune.add_argument("--ratio", type=float, help="share of block parameters to remove")
     prune.add_argument("--calib", help="calibration text file")
     prune.add_argument("--eval", help="text file for perplexity before and after")
     prune.add_argument("-o", "--output", required=True, help="directory to save to")
-    _add_shape_options(prune)
-    prune.add_argument("--compensate", choices=sorted(COMPENSATIONS), default=None)
-    prune.add_argument("--samples", type=int, default=64)
-    prune.add_argument("--length", type=int, default=256)
-    prune.set_defaults(run=_prune)
+    prune.add_argument(
+        "--speed",
+        action="store_true",
+        help="favour decode speed: also remove whole blocks (--layers auto); costs perplexity",
+    )
+    names = []
+    for cls in (CalibrationOptions, PlanOptions, CutOptions):
+        section = prune.add_argument_group(cls.__name__, (cls.__doc__ or "").split("\n")[0])
+        names += add_flags(section, cls, skip=("ratio",))
+    prune.set_defaults(run=_prune, option_names=names)
     stream = commands.add_parser(
         "prune-checkpoint",
         help="cut a sharded safetensors checkpoint on disk, tensor by tensor (bounded memory)",
@@ -287,31 +254,16 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("path", help="a Hugging Face model directory with safetensors weights")
     stream.add_argument("-o", "--output", required=True, help="directory to write (new or empty)")
     stream.add_argument("--plan", help="a plan JSON file (Plan.to_json) instead of scoring")
-    stream.add_argument("--ratio", type=float, help="share of block parameters to remove")
-    stream.add_argument("--params", type=int, help="block parameters to remove")
-    stream.add_argument(
-        "--criterion",
-        default="magnitude",
-        choices=("magnitude", "magnitude-l1", "random"),
-        help="weight-only scores (default: magnitude)",
-    )
-    _add_shape_options(stream)
-    stream.add_argument("--heads", choices=("kv", "q"), default="kv")
-    stream.add_argument("--ignore", nargs="+", default=[], help="group ids or module prefixes")
-    stream.add_argument("--seed", type=int, default=0, help="for --criterion random")
     stream.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
-    planning = ("criterion", "uniform", "hf_loadable", "allocation", "round_to", "kinds", "layers")
-    planning += ("heads", "ignore", "seed")
-    stream.set_defaults(
-        run=_prune_checkpoint,
-        planning_defaults={dest: stream.get_default(dest) for dest in planning},
-    )
+    names = add_flags(stream, StreamOptions) + add_flags(stream, PlanOptions)
+    stream.set_defaults(run=_prune_checkpoint, option_names=names)
     check = commands.add_parser("verify", help="check a saved cut against its original")
     check.add_argument("original", help="the original model directory")
     check.add_argument("pruned", help="a directory written by surgeon.save / surgeon prune")
     check.set_defaults(run=_verify)
+    add_export_command(commands)
     return parser
 
 

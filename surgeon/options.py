@@ -124,7 +124,8 @@ def _describe(base: type, meta: Mapping[str, Any]) -> str:
     if low is not None and high is not None:
         return f"{noun} in [{low}, {high})"
     if low == 0 or (low == 1 and base is int):
-        return f"a {'non-negative' if low == 0 else 'positive'} {'int' if base is int else 'number'}"
+        sign = "non-negative" if low == 0 else "positive"
+        return f"a {sign} {'int' if base is int else 'number'}"
     if low is not None:
         return f"{noun} >= {low}"
     return noun
@@ -169,7 +170,9 @@ def add_flags(
             continue
         name = meta["flag"] or "--" + field.name.replace("_", "-")
         default = shown.get(field.name, field.default)
-        text = f"{meta['help']} (default: {_show(default)})"
+        text = meta["help"]
+        if "default" not in text:
+            text += f" (default: {_show(default)})"
         base = _base_type(hint)
         kwargs: dict[str, Any] = {"dest": field.name, "default": None, "help": text}
         if base is bool:
@@ -179,9 +182,10 @@ def add_flags(
             if meta["choices"] is not None:
                 kwargs["choices"] = meta["choices"]
         else:
-            kwargs["type"] = _parse_value(field.name, base, meta)
+            nullable = type(None) in _union_args(hint)
+            kwargs["type"] = _parse_value(field.name, base, meta, nullable)
             if meta["choices"] is not None:
-                kwargs["choices"] = meta["choices"]
+                kwargs["choices"] = [_NONE if c is None else c for c in meta["choices"]]
         parser.add_argument(name, **kwargs)
         added.append(field.name)
     return added
@@ -192,7 +196,9 @@ def flag_values(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any
     values = {}
     for name in names:
         value = getattr(args, name, None)
-        if value is not None:
+        if isinstance(value, _NoneWord):
+            values[name] = None
+        elif value is not None:
             values[name] = tuple(value) if isinstance(value, list) else value
     return values
 
@@ -203,10 +209,19 @@ def _show(default: Any) -> str:
     return str(default)
 
 
-def _parse_value(name: str, base: type, meta: Mapping[str, Any]):
+class _NoneWord(str):
+    """``none`` typed on the command line for an option whose value may be None."""
+
+
+_NONE = _NoneWord("none")
+
+
+def _parse_value(name: str, base: type, meta: Mapping[str, Any], nullable: bool):
     words = meta["words"]
 
     def parse(text: str) -> Any:
+        if nullable and text == "none":
+            return _NONE
         if text in words or base is str or base is object:
             return text
         try:

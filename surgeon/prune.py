@@ -11,29 +11,30 @@ from torch import nn
 from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.dispatched import has_accelerate_hooks, materialized_copy
 from surgeon.calibrate.calibration import Statistics, calibrate, token_batches
-from surgeon.calibrate.criteria import CRITERIA, check_criterion, score_group
+from surgeon.calibrate.criteria import CRITERIA, score_group
+from surgeon.calibrate.options import CalibrationOptions
 from surgeon.checkpoint.provenance import record_compensation
 from surgeon.errors import InputError
-from surgeon.plan.costs import count_flops, flop_weights
+from surgeon.plan.costs import block_flops, block_parameters, count_flops, flop_weights
+from surgeon.plan.options import PlanOptions
 from surgeon.plan.plan import Plan
-from surgeon.plan.planner import PlanOptions, make_plan, planned_depth
+from surgeon.plan.planner import make_plan, planned_depth
 from surgeon.rewriters import apply
 from surgeon.rewriters.compensate import COMPENSATIONS, compensate_consumers
+from surgeon.rewriters.options import CutOptions
 from surgeon.verify import VerifyReport, verify
 
-__all__ = ["RECOMMENDED", "PruneReport", "PruneResult", "prune"]
+__all__ = ["OPTION_CLASSES", "RECOMMENDED", "PruneReport", "PruneResult", "prune", "split_options"]
 
-# The best recipe measured by bench/quality.py on the trained tiny-llama fixture
-# (docs/benchmarks.md, "Pruning quality"): FLAP scores (An et al. 2024), the same
-# width in every layer, and the least-squares refit with an intercept of the
-# consumer layers. Use as ``prune(model, ratio, calib=..., **RECOMMENDED)``.
-RECOMMENDED: dict[str, Any] = {
-    "criterion": "flap",
-    "allocation": "uniform",
-    "compensate": "refit+bias",
-    "kinds": ("mlp", "expert_mlp"),
-    "layers": 0,  # widths only: best perplexity; the default layers="auto" trades some for speed
-}
+# The options ``prune`` takes as keyword arguments, by pipeline stage. Their
+# defaults are the best recipe bench/quality.py measured on the trained
+# tiny-llama (docs/benchmarks.md, "Pruning quality"): FLAP scores (An et al.
+# 2024), widths spread by each layer's relative scores, the least-squares refit
+# with an intercept of the consumer layers, MLP widths only, no whole layers.
+OPTION_CLASSES = (CalibrationOptions, PlanOptions, CutOptions)
+
+# Kept for code written against earlier releases: the recipe is now the default.
+RECOMMENDED: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,42 @@ class PruneReport:
     verification: VerifyReport | None  # of the cut before compensation
     compensation: str | None = None
     depth: str | None = None  # what layers="auto" decided
+    target: str | None = None  # what was asked, e.g. "ratio=0.2 of block parameters"
+    block_params: tuple[int, int] | None = None  # block parameters before, after
+    block_flops: tuple[float, float] | None = None  # their FLOPs per token before, after
+    removed_blocks: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        lines = [
+        lines = []
+        if self.target and self.block_params:
+            (p0, p1), (f0, f1) = self.block_params, self.block_flops or (1.0, 1.0)
+            lines.append(
+                f"target: {self.target}; achieved: {1 - p1 / p0:.1%} of block parameters, "
+                f"{1 - f1 / f0:.1%} of their FLOPs per token"
+            )
+        lines += [
             f"parameters: {self.params_before:,} -> {self.params_after:,} "
             f"({self.params_after / self.params_before:.1%})",
             f"FLOPs per token: {self.flops_before:,} -> {self.flops_after:,} "
             f"({self.flops_after / self.flops_before:.1%})",
         ]
-        fallbacks = sorted({v for v in self.criterion.values()})
-        lines.append(f"criteria used: {', '.join(fallbacks) or 'none'}")
+        used = sorted(set(self.criterion.values()))
+        lines.append(f"criteria used: {', '.join(used) or 'none'} ({len(self.criterion)} groups)")
+        if self.removed_blocks:
+            lines.append(f"whole blocks removed: {', '.join(self.removed_blocks)}")
         if self.depth:
             lines.append(self.depth)
-        if self.compensation:
-            lines.append(f"compensation: {self.compensation}")
         if self.verification is not None:
-            lines.append(str(self.verification))
+            checked = str(self.verification)
+            if self.compensation:
+                head, _, rest = checked.partition("\n")
+                checked = f"{head}; checked: the cut before compensation\n{rest}".rstrip()
+            lines.append(checked)
+        if self.compensation:
+            lines.append(
+                f"compensation: {self.compensation}; the compensated weights differ from the "
+                "masked original by design and are not what verify checked"
+            )
         return "\n".join(lines)
 
 
@@ -73,90 +94,94 @@ class PruneResult:
     scores: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
 
 
+def split_options(ratio: float | None, options: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Keyword options routed to the stage that declares them (calibration,
+    plan, cut); a name no stage declares is refused, listing all of them."""
+    by_class: dict[type, dict[str, Any]] = {cls: {} for cls in OPTION_CLASSES}
+    owner = {f: cls for cls in OPTION_CLASSES for f in cls.__dataclass_fields__}
+    unknown = sorted(set(options) - set(owner))
+    if unknown:
+        raise InputError(
+            f"unknown option(s) for prune: {', '.join(unknown)}; known: {', '.join(sorted(owner))}"
+        )
+    for name, value in options.items():
+        by_class[owner[name]][name] = value
+    calibration = CalibrationOptions(**by_class[CalibrationOptions])
+    plan = PlanOptions(ratio=ratio, **by_class[PlanOptions])
+    return calibration, plan, CutOptions(**by_class[CutOptions])
+
+
 def prune(
     model: nn.Module,
     ratio: float | None = None,
     *,
-    criterion: str = "taylor",
     calib: Any = None,
     tokenizer: Any = None,
-    samples: int = 64,
-    length: int = 256,
-    compensate: str | None = None,
-    damp: float = 0.01,
+    inputs: Any = None,
     statistics: Statistics | None = None,
-    verify_result: bool = True,
     progress: bool = True,
-    seed: int = 0,
-    layerwise: bool = False,
-    device: str | torch.device | None = None,
-    **plan_options: Any,
+    **options: Any,
 ) -> PruneResult:
-    """Prune ``model`` by ``ratio`` of its block parameters with ``criterion``.
+    """Prune ``model`` by ``ratio`` of its block parameters.
 
     ``calib`` is a text file (with ``tokenizer``), a tensor of token ids or a
-    list of batches; criteria that read activations or gradients need it.
-    ``**RECOMMENDED`` gives the recipe that measured best on a trained model
-    (FLAP scores, uniform widths, refit with an intercept). Further keyword
-    arguments are :class:`~surgeon.plan.planner.PlanOptions`
-    (``kinds``, ``allocation``, ``heads``, ``round_to``, ``ignore``, ``layers``,
-    ``params``, ``flops_ratio``...). ``compensate`` corrects the layers that read
-    a cut axis on the calibration activations: ``"bias"`` (FLAP's mean shift
-    into the bias), ``"refit"`` (least squares, ridge ``damp``) or
-    ``"refit+bias"`` (least squares with an intercept); see
-    :mod:`surgeon.rewriters.compensate`. ``statistics`` from an earlier
-    :func:`~surgeon.calibrate.calibration.calibrate` call is reused
-    instead of calibrating again (to compare criteria on one calibration).
-    ``layerwise=True`` calibrates one block at a time on ``device`` (default:
-    the model's device), for models larger than it (forward-only criteria);
-    a model dispatched by accelerate (``device_map``) is calibrated as it is,
+    list of batches; the default criterion (FLAP) reads activations, so it
+    needs one (``criterion="magnitude"`` needs none). ``inputs`` are example
+    inputs for a model that is not a transformers model (as for
+    :func:`~surgeon.analyze`). ``statistics`` from an earlier
+    :func:`~surgeon.calibrate.calibration.calibrate` call is reused instead of
+    calibrating again. Every other keyword is an option of one stage, with the
+    best measured recipe as its default:
+    :class:`~surgeon.calibrate.options.CalibrationOptions` (``criterion``,
+    ``samples``, ``length``, ``layerwise``, ``device``, ``seed``),
+    :class:`~surgeon.plan.options.PlanOptions` (``params``, ``flops_ratio``,
+    ``kinds``, ``allocation``, ``heads``, ``round_to``, ``ignore``, ``layers``,
+    ``hf_loadable``...) and :class:`~surgeon.rewriters.options.CutOptions`
+    (``compensate``, ``damp``, ``verify``). ``layers="auto"`` trades
+    perplexity for decode speed by removing whole blocks.
+
+    A model dispatched by accelerate (``device_map``) is calibrated as it is,
     then cut on a plain copy with every weight on the CPU: ``result.model`` is
-    that copy (dispatch it again as you like); the dispatched model is unchanged.
+    that copy; the dispatched model is unchanged.
+
+    >>> result = surgeon.prune(model, 0.2, calib="calib.txt", tokenizer=tok)  # doctest: +SKIP
+    >>> print(result.report)                                                  # doctest: +SKIP
     """
-    options = PlanOptions.from_kwargs(ratio, plan_options)
-    check_criterion(criterion)
-    if compensate is not None and compensate not in COMPENSATIONS:
-        raise InputError(
-            f"compensate must be None or one of {sorted(COMPENSATIONS)}, not {compensate!r}"
-        )
-    analysis = analyze(model)
+    scoring, planning, cut = split_options(ratio, options)
+    analysis = analyze(model, inputs)
     weights = flop_weights(model)
-    choice = planned_depth(analysis, options, weights) if options.layers == "auto" else None
-    depth = choice.layers if choice else options.layers
+    choice = planned_depth(analysis, planning, weights) if planning.layers == "auto" else None
+    depth = choice.layers if choice else planning.layers
     stats = statistics
     if stats is None:
         stats = _calibrate(
-            model,
-            analysis,
-            criterion,
-            calib,
-            tokenizer,
-            samples,
-            length,
-            options,
-            compensate,
-            progress,
-            layerwise,
-            device,
-            depth,
+            model, analysis, scoring, calib, tokenizer, planning, cut, progress, depth
         )
     if has_accelerate_hooks(model):  # calibrated where it is; cut on a plain copy
         model = materialized_copy(model)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(scoring.seed)
     scores, used = {}, {}
     for group in analysis.prunable:
-        if group.kind in options.kinds:
+        if group.kind in planning.kinds:
             scores[group.id], used[group.id] = score_group(
-                model, group, criterion, stats, generator, options.allocation != "relative"
+                model,
+                group,
+                scoring.criterion,
+                stats,
+                generator,
+                planning.allocation != "relative",
             )
-    plan = make_plan(analysis, scores, options, stats.block_influence if stats else None, weights)
+    plan = make_plan(analysis, scores, planning, stats.block_influence if stats else None, weights)
     pruned = apply(model, plan, analysis=analysis)
-    check = verify(model, pruned, plan, analysis=analysis) if verify_result else None
+    check = verify(model, pruned, plan, analysis=analysis) if cut.verify else None
     done = None
-    if compensate:
-        layers = compensate_consumers(model, pruned, plan, analysis, stats, compensate, damp)
-        done = f"{COMPENSATIONS[compensate]} ({len(layers)} layers)"
-        record_compensation(pruned, done, check)
+    if cut.compensate and stats is not None:  # a weight-only cut has nothing to refit on
+        method = cut.compensate
+        layers = compensate_consumers(model, pruned, plan, analysis, stats, method, cut.damp)
+        if layers:  # weights changed on purpose: save and verify must know
+            done = f"{COMPENSATIONS[method]} ({len(layers)} layers)"
+            record_compensation(pruned, done, check)
+    after = analyze(pruned, inputs)
     report = PruneReport(
         _count(model),
         _count(pruned),
@@ -166,36 +191,59 @@ def prune(
         check,
         done,
         _depth_note(choice, plan),
+        target=_target(planning),
+        block_params=(block_parameters(analysis), block_parameters(after)),
+        block_flops=(block_flops(analysis, weights), block_flops(after, flop_weights(pruned))),
+        removed_blocks=tuple(plan.remove_blocks),
     )
     return PruneResult(pruned, plan, report, scores)
+
+
+def _target(options: PlanOptions) -> str:
+    for name, unit in (
+        ("ratio", "of block parameters"),
+        ("params", "block parameters"),
+        ("flops_ratio", "of block FLOPs per token"),
+        ("flops", "block FLOPs per token"),
+    ):
+        value = getattr(options, name)
+        if value is not None:
+            return f"{name}={value} {unit}"
+    return f"layers={options.layers}"
 
 
 def _calibrate(
     model,
     analysis: Analysis,
-    criterion,
+    scoring: CalibrationOptions,
     calib,
     tokenizer,
-    samples,
-    length,
     options: PlanOptions,
-    compensate,
-    progress,
-    layerwise=False,
-    device=None,
+    cut: CutOptions,
+    progress: bool,
     depth: int = 0,
 ) -> Statistics | None:
     """Statistics the criterion, the compensation and ``depth`` whole-block
     removals need; ``None`` when nothing needs data. A depth chosen by
     ``layers="auto"`` does not demand data: without it the planner warns and
-    cuts widths only."""
-    spec = CRITERIA[criterion]
+    cuts widths only. A compensation with nothing to calibrate on is dropped
+    only when the criterion needs no data either (weight-only pruning)."""
+    spec = CRITERIA[scoring.criterion]
+    compensate = cut.compensate if (calib is not None or spec.needs_calibration) else None
     demanded = spec.needs_calibration or compensate or options.layers not in (0, "auto")
     if not (demanded or depth) or (calib is None and not demanded):
         return None
     if calib is None:
-        raise InputError(f"criterion '{criterion}' (or layers/compensation) needs calib=...")
-    batches = token_batches(calib, tokenizer, samples, length)
+        needs = (
+            f"criterion '{scoring.criterion}'"
+            if spec.needs_calibration
+            else f"layers={options.layers}"
+        )
+        raise InputError(
+            f"{needs} needs calibration data: pass calib=<text file, token ids or batches> "
+            "(with tokenizer= for text), or criterion='magnitude' for a weight-only cut"
+        )
+    batches = token_batches(calib, tokenizer, scoring.samples, scoring.length)
     consumers = (
         {
             m.module
@@ -215,8 +263,8 @@ def _calibrate(
         gram_for=consumers,
         blocks=blocks,
         progress=progress,
-        layerwise=layerwise,
-        device=device,
+        layerwise=scoring.layerwise,
+        device=scoring.device,
         stack=[b.name for b in analysis.blocks],
     )
 

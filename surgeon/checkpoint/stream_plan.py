@@ -8,6 +8,7 @@ memory; everything else is refused before any tensor is read.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,27 @@ from surgeon.analyzers import Analysis
 from surgeon.calibrate.criteria import CRITERIA, check_criterion, score_group
 from surgeon.checkpoint.shards import TensorEntry, read_tensor
 from surgeon.errors import InputError, PlanError, SurgeonError
+from surgeon.options import check_fields, option
+from surgeon.plan.options import PlanOptions
 from surgeon.plan.plan import Plan
-from surgeon.plan.planner import PlanOptions, make_plan
+from surgeon.plan.planner import make_plan
 
-__all__ = ["DiskParameters", "given_plan", "plan_options_for", "scored_plan"]
+__all__ = ["DiskParameters", "StreamOptions", "given_plan", "plan_options_for", "scored_plan"]
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Scoring without the model in memory: weight-only criteria."""
+
+    criterion: str = option(
+        "magnitude",
+        "weight-only importance criterion",
+        choices=sorted(n for n, c in CRITERIA.items() if not c.needs_calibration),
+    )
+    seed: int = option(0, "seed of the 'random' criterion", minimum=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def given_plan(

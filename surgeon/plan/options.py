@@ -20,8 +20,10 @@ ALLOCATIONS = ("uniform", "global", "adaptive", "relative")
 
 @dataclass(frozen=True)
 class PlanOptions:
-    """Options of the planner. Exactly one target (``ratio``, ``params``,
-    ``flops_ratio``, ``flops``), or whole blocks only (``layers=N``)."""
+    """Options of the planner: the target, what is cut, how the budget is spread.
+
+    Exactly one target (``ratio``, ``params``, ``flops_ratio``, ``flops``), or
+    whole blocks only (``layers=N``)."""
 
     ratio: float | None = option(
         None, "fraction of the block parameters to remove", minimum=0, below=1

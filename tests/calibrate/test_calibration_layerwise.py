@@ -73,7 +73,7 @@ def test_a_model_without_repeated_blocks_is_refused():
 def test_prune_calibrates_layerwise_to_the_same_plan():
     model = HF_MODELS["llama"]()
     ids = torch.randint(4, 128, (4, 16), generator=torch.Generator().manual_seed(5))
-    run = dict(criterion="flap", calib=ids, kinds=("mlp",), progress=False, verify_result=False)
+    run = dict(criterion="flap", calib=ids, kinds=("mlp",), progress=False, verify=False)
     whole = surgeon.prune(model, 0.2, **run)
     layerwise = surgeon.prune(model, 0.2, layerwise=True, device="cpu", **run)
     assert layerwise.plan == whole.plan

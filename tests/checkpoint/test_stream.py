@@ -125,7 +125,7 @@ def test_ratio_with_magnitude_makes_the_plan_prune_makes_and_reloads_plainly(tmp
     result = surgeon.prune_checkpoint(source, tmp_path / "streamed", 0.3, progress=False, **options)
 
     model = hf.AutoModelForCausalLM.from_pretrained(source).eval()
-    expected = surgeon.prune(model, 0.3, verify_result=False, progress=False, **options)
+    expected = surgeon.prune(model, 0.3, verify=False, progress=False, **options)
     assert result.plan == expected.plan and result.plan.keep
     assert set(result.criterion.values()) == {"magnitude"}
     surgeon.save(expected.model, tmp_path / "in_memory")
@@ -162,7 +162,7 @@ def test_per_expert_checkpoints_stream_bit_for_bit(name, allocation, tmp_path):
     options = dict(kinds=("experts", "expert_mlp"), allocation=allocation, layers=0)
     result = surgeon.prune_checkpoint(source, tmp_path / "streamed", 0.4, progress=False, **options)
     model = hf.AutoModelForCausalLM.from_pretrained(source).eval()
-    expected = surgeon.prune(model, 0.4, criterion="magnitude", verify_result=False, **options)
+    expected = surgeon.prune(model, 0.4, criterion="magnitude", verify=False, **options)
     assert result.plan == expected.plan
     kinds = {group.split("@")[0] for group in result.plan.keep}
     assert "experts" in kinds and (allocation == "global" or "expert_mlp" in kinds)

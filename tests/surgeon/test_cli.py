@@ -96,7 +96,8 @@ def test_prune_saves_a_model_that_verifies_against_its_original(tmp_path):
         "0.3",
         "--criterion",
         "magnitude",
-        "--uniform",
+        "--allocation",
+        "uniform",
         "-o",
         str(out),
     )
