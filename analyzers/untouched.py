@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["StateDiff", "state_of", "untouched"]
+__all__ = ["StateDiff", "diff", "state_of", "untouched"]
 
 _DICTS = ("_parameters", "_buffers", "_modules")
 
