@@ -163,12 +163,6 @@ class Analysis:
         return self.summary()
 
 
-def _units(group) -> str:
-    if group.kind == "attention":
-        return f"{group.kv_heads} kv x {group.q_per_kv} q x {group.head_dim} hd"
-    return " x ".join(str(level.size) for level in group.levels)
-
-
 def _modules(group, limit: int = 3) -> str:
     modules = [m or "<root>" for m in group.modules]
     text = ", ".join(modules[:limit])
@@ -189,7 +183,7 @@ def summary_table(analysis: Analysis) -> str:
             (
                 group.id,
                 group.kind.value,
-                _units(group),
+                group.units_text,
                 f"{params:,}",
                 f"{round(analysis.size.flops_of(_numels(group))):,}" if analysis.size else "-",
                 _modules(group),

@@ -180,6 +180,16 @@ class Group:
         return tuple(dict.fromkeys(m.param for m in self.members))
 
     @property
+    def units_text(self) -> str:
+        """The unit structure, as every table and picture shows it: ``2 kv x 4 q x
+        32 hd``, ``688``, ``e(8) x c(4)``."""
+        if self.kind == GroupKind.ATTENTION:
+            return f"{self.kv_heads} kv x {self.q_per_kv} q x {self.head_dim} hd"
+        if len(self.levels) == 1:
+            return str(self.size)
+        return " x ".join(f"{level.name}({level.size})" for level in self.levels)
+
+    @property
     def params_covered(self) -> int:
         """Elements of the parameters whose slices this group's units remove."""
         seen = {m.param: m.numel for m in self.members if not m.buffer}

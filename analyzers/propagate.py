@@ -17,21 +17,11 @@ from torch import fx
 
 from .axes import AxisAlgebra, AxisConflict, Fact, FactKind
 from .capture import Capture
+from .ops import VALUE_PRESERVING
 from .rules import RuleContext, lookup
 from .rules.context import PassState
 
 __all__ = ["Coupling", "propagate"]
-
-_VALUE_PRESERVING = {
-    "aten.lift_fresh_copy.default",
-    "aten.clone.default",
-    "aten.alias.default",
-    "aten.detach.default",
-    "aten._to_copy.default",
-    "aten.to.dtype",
-    "aten.to.device",
-    "aten.to.dtype_layout",
-}
 
 
 @dataclass
@@ -115,7 +105,7 @@ class _Propagator:
             return self._freeze_node(ctx, f"axes do not line up ({conflict})")
         if ctx.value_domain is not None:
             self.domains[node] = ctx.value_domain
-        if str(node.target) in _VALUE_PRESERVING and node.args and node.args[0] in self.constants:
+        if str(node.target) in VALUE_PRESERVING and node.args and node.args[0] in self.constants:
             self.constants[node] = self.constants[node.args[0]]
         return list(result) if isinstance(result, list) else result
 

@@ -76,12 +76,8 @@ def _hue(i: int, saturation: float, value: float) -> str:
 
 
 def units_text(group: Group) -> str:
-    """A group's unit structure: ``2 kv x 4 q x 32 hd``, ``688``, ``e(8) x c(4)``."""
-    if group.kind == "attention":
-        return f"{group.kv_heads} kv x {group.q_per_kv} q x {group.head_dim} hd"
-    if len(group.levels) == 1:
-        return str(group.size)
-    return " x ".join(f"{level.name}({level.size})" for level in group.levels)
+    """A group's unit structure (:attr:`Group.units_text`, the one formatter)."""
+    return group.units_text
 
 
 def pick_block(analysis: Analysis, layer: int | str | None = None) -> Block:

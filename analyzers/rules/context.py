@@ -10,36 +10,11 @@ import torch
 from torch import fx
 
 from ..axes import AxisAlgebra, Fact, FactKind
+from ..ops import LAYOUT_OPS, PRODUCTS
 
 __all__ = ["Axes", "LAYOUT_OPS", "PassState", "RuleContext"]
 
 Axes = tuple[int, ...]
-
-# Ops that only re-lay or re-type a tensor: a weight passed through them is still a weight.
-LAYOUT_OPS = frozenset(
-    (
-        "aten.t.default",
-        "aten.transpose.int",
-        "aten.permute.default",
-        "aten.view.default",
-        "aten.reshape.default",
-        "aten._unsafe_view.default",
-        "aten.to.dtype",
-        "aten.to.dtype_layout",
-        "aten.to.device",
-        "aten._to_copy.default",
-        "aten.contiguous.default",
-        "aten.alias.default",
-        "aten.clone.default",
-        "aten.detach.default",
-        "aten.unsqueeze.default",
-        "aten.expand.default",
-        "aten.slice.Tensor",
-        "aten.select.int",
-        "aten.squeeze.dim",
-        "aten.unflatten.int",
-    )
-)
 
 
 @dataclass
@@ -56,7 +31,6 @@ class PassState:
     even_splits: list[tuple[str, list[int]]] = field(default_factory=list)  # (where, pieces)
 
 
-_PRODUCTS = {"aten.linear.default", "aten.matmul.default", "aten.mm.default", "aten.addmm.default"}
 _PASS_VALUES = LAYOUT_OPS | {"aten.mul.Tensor", "aten.div.Tensor", "aten.add.Tensor"}
 
 
@@ -127,7 +101,7 @@ class RuleContext:
         reshapes and scalings): a router's weight for softmax/top-k logits."""
         while isinstance(value, fx.Node) and value.op == "call_function":
             target = str(value.target)
-            if target in _PRODUCTS:
+            if target in PRODUCTS:
                 for arg in value.args[1:3]:
                     name = self._source(arg)
                     if name in self._state.weights:
