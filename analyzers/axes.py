@@ -63,6 +63,7 @@ class FactKind(enum.Enum):
     EXPERT = "expert"  # the expert axis of a fused MoE weight
     EMBEDDING = "embedding"  # the feature axis of an embedding table
     WRITTEN = "written"  # its size is written into a reshape beside a -1 that absorbs any cut
+    RESIDUAL = "residual"  # carried past a computation and added back (a skip connection)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ computes the position bias every later layer reads).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 
 import torch
 from torch import fx, nn
@@ -49,23 +48,36 @@ def find_blocks(model: nn.Module, capture: Capture) -> list[Block]:
     ]
 
 
-def _repeated_children(model: nn.Module) -> Iterable[tuple[str, list[str]]]:
+def _repeated_children(model: nn.Module) -> list[tuple[str, list[tuple[str, int]]]]:
+    """Stacks of blocks. A single layer (a ``Conv2d`` of a VGG's ``features``) is
+    not a block, and a plain container holding a stack of its own (a ConvNeXt
+    stage) is not one either: its members are."""
+    stacks = []
     for path, module in model.named_modules():
         if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
             continue
+        # None entries (a layer some positions skip) are no blocks, but count in positions
+        positions = {name: position for position, name in enumerate(module._modules)}
         children = list(module.named_children())
+        if len(children) < 2:
+            continue
         signature, count = Counter(_signature(c) for _, c in children).most_common(1)[0]
         repeated = [(name, c) for name, c in children if _signature(c) == signature]
-        if count >= 2 and any(True for _ in repeated[0][1].parameters()):
+        first = repeated[0][1]
+        if count >= 2 and any(True for _ in first.parameters()) and any(first.children()):
             prefix = f"{path}." if path else ""
-            yield (
-                path,
-                [
-                    (f"{prefix}{name}", position)
-                    for position, (name, child) in enumerate(children)
-                    if _signature(child) == signature
-                ],
-            )
+            members = [
+                (f"{prefix}{name}", positions[name])
+                for name, child in children
+                if _signature(child) == signature
+            ]
+            stacks.append((path, members, type(first) in (nn.Sequential, nn.ModuleList)))
+    holders = {path for path, _, _ in stacks}
+    return [
+        (path, members)
+        for path, members, plain in stacks
+        if not (plain and any(name in holders for name, _ in members))
+    ]
 
 
 def _signature(module: nn.Module) -> str:

@@ -208,8 +208,10 @@ class _GroupBuilder:
             return GroupKind.EXPERTS
         if FactKind.HEAD in kinds:
             return GroupKind.ATTENTION
-        if FactKind.EMBEDDING in kinds or len(self._blocks_of(dims)) > 1:
-            return GroupKind.HIDDEN
+        if FactKind.EMBEDDING in kinds or (
+            FactKind.RESIDUAL in kinds and len(self._blocks_of(dims)) > 1
+        ):
+            return GroupKind.HIDDEN  # a residual stream through several blocks
         if any(self._is_expert_weight(d.param) for d in dims):
             return GroupKind.EXPERT_MLP
         if any(reason.startswith("vocabulary") for reason in pins):
