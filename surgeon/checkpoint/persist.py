@@ -45,8 +45,18 @@ def _materialise(signature: dict[str, Any], device: torch.device) -> tuple[tuple
     }
 
 
-def save(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model`` to the directory ``path``; return the path."""
+def save(model: nn.Module, path: str | Path, format: str = "surgeon") -> Path:
+    """Write ``model`` to the directory ``path``; return the path.
+    ``format="per_layer_config"`` also makes ``config.json`` carry transformers'
+    per-layer overrides, for classes that build layers from them (refused, with
+    nothing written, for the others: see :mod:`surgeon.export.per_layer`)."""
+    if format not in ("surgeon", "per_layer_config"):
+        raise SurgeonError(f"format {format!r}: choose 'surgeon' or 'per_layer_config'")
+    layered = None
+    if format == "per_layer_config":
+        from surgeon.export.per_layer import per_layer_config
+
+        layered = per_layer_config(model)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     aliases = ParameterNames(model).tied
@@ -55,6 +65,11 @@ def save(model: nn.Module, path: str | Path) -> Path:
         raise SurgeonError("cannot save a model whose weights are on the meta device")
     save_file(state, str(path / WEIGHTS), metadata={"format": "pt"})
     write_description(model, path, {k: list(v.shape) for k, v in state.items()}, aliases)
+    if layered is not None:
+        layered.save_pretrained(path)
+        manifest = json.loads((path / MANIFEST).read_text())
+        manifest["plain_from_pretrained"] = True
+        (path / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return path
 
 
@@ -212,15 +227,17 @@ def _write_config(model: nn.Module, path: Path) -> bool:
     generation = getattr(model, "generation_config", None)
     if generation is not None:
         generation.save_pretrained(path)
+    from accelerate import init_empty_weights
+
     try:
         rebuilt_config = type(config).from_dict(config.to_dict())
-    except Exception:  # the config's own validators refuse the cut shapes
+        with init_empty_weights(include_buffers=False):
+            rebuilt = type(model)(rebuilt_config)
+    except Exception:  # the config's validators, or the modules built from it
+        # (BERT, GPT-J, BART: "hidden size is not a multiple of the number of
+        # attention heads"), refuse the cut shapes: surgeon.load replays instead
         type(config).from_dict(Provenance.of(model).original_config).save_pretrained(path)
         return False
     config.save_pretrained(path)
-    from accelerate import init_empty_weights
-
-    with init_empty_weights(include_buffers=False):
-        rebuilt = type(model)(rebuilt_config)
     shapes = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     return shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}

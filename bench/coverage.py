@@ -1,0 +1,324 @@
+"""Coverage sweep: every transformers architecture, small, through every stage.
+
+    python bench/coverage.py                 # run what the cache lacks, print the table
+    python bench/coverage.py --write         # ... and write docs/coverage.md
+    python bench/coverage.py --rerun-failed  # re-run rows that did not pass everything
+    python bench/coverage.py --only llama,gpt2 --rerun
+    python bench/coverage.py --slice         # the bounded slice CI runs (no cache)
+
+Architectures come from transformers' auto mappings (bench/coverage_models.py,
+one generic shrinking rule); each runs in its own process with a timeout
+(bench/coverage_stages.py), at most two at a time. Results are cached per
+model in bench/results/coverage.jsonl, keyed by model type and the
+transformers version, so a re-run only does what changed or was asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from coverage_models import Architecture, discover  # noqa: E402
+from coverage_stages import STAGES  # noqa: E402
+from doc_sections import replace_section  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / "results" / "coverage.jsonl"
+DOC = ROOT / "docs" / "coverage.md"
+MODEL_SECONDS = 900
+WORKERS = 2
+# diverse and quick: dense GQA decoder, Conv1D decoder, encoder, encoder-decoder
+# with relative bias, fused MoE, ViT, a CNN
+SLICE = ("llama", "gpt2", "bert", "t5", "mixtral", "vit", "resnet")
+FAILURES = ("mismatch", "crash", "timeout")
+
+
+def run_model(arch: Architecture, timeout: float = MODEL_SECONDS) -> dict:
+    """Run every stage of ``arch`` in a fresh process; a row of outcomes."""
+    start = time.time()
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "coverage_stages.py"),
+        arch.model_type,
+        arch.class_name,
+        arch.task,
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        stdout, tail, code = done.stdout, done.stderr[-1500:], done.returncode
+    except subprocess.TimeoutExpired as expired:
+        stdout = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
+        stdout, tail, code = stdout or "", f"model timed out after {timeout:.0f} s", None
+    stages = {}
+    for line in stdout.splitlines():
+        if line.startswith("@@ "):
+            record = json.loads(line[3:])
+            stages[record.pop("stage")] = record
+    if "build" in stages and stages["build"]["status"] == "pass" and "analyze" in stages:
+        for stage in STAGES:
+            if stage not in stages and stages["analyze"]["status"] == "pass":
+                status = "timeout" if code is None else "crash"
+                stages[stage] = {
+                    "status": status,
+                    "reason": f"process ended (exit {code})",
+                    "detail": tail,
+                }
+    elif "build" not in stages or ("analyze" not in stages and stages["build"]["status"] == "pass"):
+        stages.setdefault("build", {"status": "pass", "reason": ""})
+        stages["analyze"] = {
+            "status": "timeout" if code is None else "crash",
+            "reason": f"process ended (exit {code})",
+            "detail": tail,
+        }
+    return {
+        "model_type": arch.model_type,
+        "class": arch.class_name,
+        "task": arch.task,
+        "transformers": _transformers_version(),
+        "seconds": round(time.time() - start, 1),
+        "stages": stages,
+    }
+
+
+def _transformers_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("transformers")
+
+
+def buildable(row: dict) -> bool:
+    return row["stages"].get("build", {}).get("status") == "pass"
+
+
+def applicable(row: dict) -> dict[str, dict]:
+    return {s: r for s, r in row["stages"].items() if s != "build" and r["status"] != "n/a"}
+
+
+def passes_all(row: dict) -> bool:
+    return buildable(row) and all(r["status"] == "pass" for r in applicable(row).values())
+
+
+def failed(row: dict) -> list[str]:
+    return [s for s, r in applicable(row).items() if r["status"] in FAILURES]
+
+
+def load_cache() -> dict[str, dict]:
+    rows = {}
+    if CACHE.exists():
+        for line in CACHE.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["model_type"]] = row
+    return rows
+
+
+def save_cache(rows: dict[str, dict]) -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    lines = [json.dumps(rows[k], sort_keys=True) for k in sorted(rows)]
+    CACHE.write_text("\n".join(lines) + "\n")
+
+
+def sweep(
+    archs: list[Architecture],
+    rows: dict[str, dict],
+    todo: set[str],
+    cache: bool,
+    workers: int = WORKERS,
+) -> dict[str, dict]:
+    """Run the architectures named in ``todo``; rows update as they finish."""
+    # task heads first, base models (the last-resort mapping) after
+    pending = sorted((a for a in archs if a.model_type in todo), key=lambda a: a.task == "base")
+    print(f"running {len(pending)} of {len(archs)} architectures", flush=True)
+
+    def one(arch):
+        row = run_model(arch)
+        rows[arch.model_type] = row
+        print(f"{arch.model_type:32s} {row['seconds']:6.1f}s {_short(row)}", flush=True)
+        if cache:
+            save_cache(rows)
+        return row
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, pending))
+    return rows
+
+
+def _short(row: dict) -> str:
+    if not buildable(row):
+        return "unbuildable"
+    return (
+        " ".join(f"{s}={r['status']}" for s, r in applicable(row).items() if r["status"] != "pass")
+        or "all pass"
+    )
+
+
+def cause_of(reason: str) -> str:
+    """A failure reason without the numbers and names that differ per model."""
+    text = reason.splitlines()[0] if reason else ""
+    text = re.sub(r"'[^']*'", "'…'", text)
+    text = re.sub(r"\d+(\.\d+)?(e-?\d+)?", "N", text)
+    return text[:160]
+
+
+def causes(rows: dict[str, dict]) -> dict[tuple[str, str, str], list[str]]:
+    """(stage, status, cause) -> models, for every stage that did not pass."""
+    found: dict[tuple[str, str, str], list[str]] = {}
+    for key in sorted(rows):
+        row = rows[key]
+        if not buildable(row):
+            continue
+        for stage, result in applicable(row).items():
+            if result["status"] != "pass":
+                found.setdefault((stage, result["status"], cause_of(result["reason"])), []).append(
+                    key
+                )
+    return found
+
+
+def render(rows: dict[str, dict], not_run: int = 0) -> str:
+    built = [r for r in rows.values() if buildable(r)]
+    good = [r for r in built if passes_all(r)]
+    statuses = Counter(r["status"] for row in built for s, r in applicable(row).items())
+    lines = [
+        "## Transformers architectures",
+        "",
+        "`python bench/coverage.py --write` (transformers "
+        f"{_transformers_version()}): every model type in transformers' causal-LM, "
+        "seq2seq-LM, masked-LM, image-classification and base-model mappings, built "
+        "small from its config by one rule (bench/coverage_models.py) with random "
+        "weights, each in its own process. A stage is `pass`, `refused` (a "
+        "SurgeonError with a reason, model unchanged), `mismatch` (returned, then "
+        "verification or the comparison failed), `crash` (any other exception) or "
+        "`timeout`; `n/a` when the model has nothing of that kind.",
+        "",
+        f"- architectures: {len(rows)}, buildable small on the CPU: {len(built)}"
+        + (
+            f"; {not_run} types that only the base-model mapping has were not run "
+            "(`--base` runs them)"
+            if not_run
+            else ""
+        ),
+        f"- pass every stage that applies: {len(good)} of {len(built)} "
+        f"({len(good) / max(1, len(built)):.1%})",
+        "- stage outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
+        f"- models with a mismatch: {sum(1 for r in built if any(x['status'] == 'mismatch' for x in applicable(r).values()))}; "
+        f"with a crash or timeout: {sum(1 for r in built if any(x['status'] in ('crash', 'timeout') for x in applicable(r).values()))}",
+        "",
+        "| stage | pass | refused | mismatch | crash | timeout | n/a |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for stage in STAGES:
+        counts = Counter(r["stages"].get(stage, {}).get("status", "n/a") for r in built)
+        lines.append(
+            f"| {stage} | {counts['pass']}/{len(built) - counts['n/a']} | "
+            f"{counts['refused']} | {counts['mismatch']} | {counts['crash']} | "
+            f"{counts['timeout']} | {counts['n/a']} |"
+        )
+    lines += [
+        "",
+        "### Failure causes",
+        "",
+        "| stage | outcome | cause | models | example |",
+        "|---|---|---|---|---|",
+    ]
+    for (stage, status, cause), models in sorted(causes(rows).items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"| {stage} | {status} | {_cell(cause)} | {len(models)} | {models[0]} |")
+    lines += [
+        "",
+        "### Per model",
+        "",
+        "| model | class | " + " | ".join(STAGES) + " |",
+        "|---|---|" + "---|" * len(STAGES),
+    ]
+    symbol = {
+        "pass": "ok",
+        "n/a": "-",
+        "refused": "refused",
+        "mismatch": "MISMATCH",
+        "crash": "CRASH",
+        "timeout": "TIMEOUT",
+    }
+    for key in sorted(rows):
+        row = rows[key]
+        if not buildable(row):
+            continue
+        cells = [symbol.get(row["stages"].get(s, {}).get("status", "n/a"), "?") for s in STAGES]
+        lines.append(f"| {key} | {row['class']} | " + " | ".join(cells) + " |")
+    unbuilt = sorted(k for k, r in rows.items() if not buildable(r))
+    lines += [
+        "",
+        f"### Not buildable small ({len(unbuilt)})",
+        "",
+        "Their configs refuse the shrunk sizes or need inputs and packages the sweep "
+        "does not have; each with the first line of its error:",
+        "",
+    ]
+    for key in unbuilt:
+        reason = rows[key]["stages"].get("build", {}).get("reason", "")
+        lines.append(f"- {key}: {_cell(reason.splitlines()[0] if reason else '')[:160]}")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="write docs/coverage.md")
+    parser.add_argument("--slice", action="store_true", help="the bounded CI slice, no cache")
+    parser.add_argument("--only", help="comma-separated model types")
+    parser.add_argument("--rerun", action="store_true", help="ignore cached rows of --only")
+    parser.add_argument("--rerun-failed", action="store_true")
+    parser.add_argument("--workers", type=int, default=WORKERS)
+    parser.add_argument(
+        "--base", action="store_true", help="also the model types only the base-model mapping has"
+    )
+    args = parser.parse_args(argv)
+    archs = [a for a in discover() if args.base or a.task != "base"]
+    if args.slice:
+        chosen = [a for a in archs if a.model_type in SLICE]
+        rows = sweep(chosen, {}, {a.model_type for a in chosen}, cache=False, workers=args.workers)
+        print(render(rows))
+        bad = {k: failed(r) for k, r in rows.items() if failed(r)}
+        return 1 if bad else 0
+    if args.only:
+        names = set(args.only.split(","))
+        archs = [a for a in archs if a.model_type in names]
+    rows = load_cache()
+    version = _transformers_version()
+    todo = {
+        a.model_type
+        for a in archs
+        if a.model_type not in rows or rows[a.model_type].get("transformers") != version
+    }
+    if args.rerun:
+        todo |= {a.model_type for a in archs}
+    if args.rerun_failed:
+        todo |= {
+            a.model_type
+            for a in archs
+            if a.model_type in rows
+            and buildable(rows[a.model_type])
+            and not passes_all(rows[a.model_type])
+        }
+    sweep(archs, rows, todo, cache=True, workers=args.workers)
+    known = {a.model_type for a in discover()}
+    text = render({k: v for k, v in rows.items() if k in known}, len(known) - len(archs))
+    print(text.split("### Per model")[0])
+    if args.write:
+        replace_section(DOC, "## Transformers architectures", text, title="# Coverage")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

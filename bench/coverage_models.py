@@ -1,0 +1,234 @@
+"""Which transformers architectures the coverage sweep builds, and how it makes
+them small.
+
+Discovery walks transformers' own auto mappings, so a new transformers release
+adds rows by itself. Shrinking is one generic rule over config attribute
+*names*, applied to the config and every sub-config (text, vision, encoder,
+decoder...): no per-model table. Names that mean the same thing across
+families (``hidden_size``/``d_model``/``n_embd``, ``num_attention_heads``/
+``n_head``, ``intermediate_size``/``ffn_dim``/``d_ff``...) share one target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# Task heads in order of preference: one row per model type, built with the
+# first mapping that has it (a causal LM exercises generate; a base model is
+# the last resort).
+MAPPINGS = (
+    ("causal-lm", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
+    ("seq2seq-lm", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"),
+    ("masked-lm", "MODEL_FOR_MASKED_LM_MAPPING_NAMES"),
+    ("image-classification", "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES"),
+    ("base", "MODEL_MAPPING_NAMES"),
+)
+
+HIDDEN, HEAD_DIM, HEADS, KV_HEADS, MLP, EXPERT_MLP = 64, 16, 4, 2, 96, 32
+LAYERS, EXPERTS, TOP_K, VOCAB, POSITIONS, IMAGE = 2, 4, 2, 256, 256, 64
+
+# attribute name -> target (values are only ever lowered, never raised)
+SCALARS: dict[str, int] = {
+    **dict.fromkeys(
+        "hidden_size d_model n_embd embed_dim dim word_embed_proj_dim embedding_size "
+        "d_embed projection_dim text_embed_dim hidden_dim_model".split(),
+        HIDDEN,
+    ),
+    **dict.fromkeys(
+        "intermediate_size ffn_dim n_inner d_ff hidden_dim d_inner ffn_hidden_size "
+        "encoder_ffn_dim decoder_ffn_dim mlp_dim".split(),
+        MLP,
+    ),
+    **dict.fromkeys(
+        "moe_intermediate_size shared_expert_intermediate_size expert_intermediate_size "
+        "moe_ffn_hidden_size".split(),
+        EXPERT_MLP,
+    ),
+    **dict.fromkeys(
+        "num_hidden_layers n_layer n_layers num_layers encoder_layers decoder_layers "
+        "num_decoder_layers num_encoder_layers".split(),
+        LAYERS,
+    ),
+    **dict.fromkeys(
+        "num_attention_heads n_head n_heads num_heads encoder_attention_heads "
+        "decoder_attention_heads".split(),
+        HEADS,
+    ),
+    **dict.fromkeys("head_dim attention_head_dim kv_channels".split(), HEAD_DIM),
+    **dict.fromkeys(
+        "num_experts num_local_experts n_routed_experts moe_num_experts".split(), EXPERTS
+    ),
+    **dict.fromkeys("num_experts_per_tok moe_topk num_selected_experts".split(), TOP_K),
+    **dict.fromkeys("n_shared_experts num_shared_experts".split(), 1),
+    "vocab_size": VOCAB,
+    "max_position_embeddings": POSITIONS,
+    "n_positions": POSITIONS,
+    "image_size": IMAGE,
+}
+LAYER_NAMES = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
+KV_NAMES = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num")
+TOKEN_IDS = (
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "decoder_start_token_id",
+    "sep_token_id",
+    "cls_token_id",
+    "mask_token_id",
+    "unk_token_id",
+)
+LIST_WIDTHS = ("hidden_sizes", "embed_dims", "dims", "embedding_sizes")
+LIST_DEPTHS = ("depths", "num_layers_per_stage")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_type: str
+    class_name: str
+    task: str  # which mapping it came from
+
+
+def discover() -> list[Architecture]:
+    """One architecture per model type, from the first mapping that has it."""
+    from transformers.models.auto import modeling_auto
+
+    chosen: dict[str, Architecture] = {}
+    for task, mapping_name in MAPPINGS:
+        for model_type, class_name in getattr(modeling_auto, mapping_name).items():
+            if isinstance(class_name, (tuple, list)):
+                class_name = class_name[0]
+            chosen.setdefault(model_type, Architecture(model_type, class_name, task))
+    return sorted(chosen.values(), key=lambda a: a.model_type)
+
+
+def shrink(values: dict[str, Any]) -> dict[str, Any]:
+    """The config dict with every size lowered by the one rule (recursively)."""
+    out = dict(values)
+    heads_before = next(
+        (
+            out[k]
+            for k in ("num_attention_heads", "n_head", "num_heads")
+            if isinstance(out.get(k), int)
+        ),
+        None,
+    )
+    for name, value in values.items():
+        if isinstance(value, dict) and value and "model_type" in value:
+            out[name] = shrink(value)
+        elif isinstance(value, bool) or not isinstance(value, int):
+            continue
+        elif name in SCALARS and value > 0:
+            out[name] = min(value, SCALARS[name])
+    _shrink_kv_heads(out, values, heads_before)
+    _shrink_lists(out)
+    _align_widths(out)
+    vocab = out.get("vocab_size")
+    if isinstance(vocab, int) and vocab > 0:
+        for name in TOKEN_IDS:
+            token = out.get(name)
+            if isinstance(token, int) and token >= vocab:
+                out[name] = vocab - 1 - (TOKEN_IDS.index(name) % 8)
+            elif isinstance(token, list):
+                out[name] = [t if t < vocab else vocab - 1 for t in token]
+    _shrink_per_layer(out, values)
+    return out
+
+
+def _layer_count(values: dict) -> int | None:
+    return next((values[k] for k in LAYER_NAMES if isinstance(values.get(k), int)), None)
+
+
+def _shrink_per_layer(out: dict, before: dict) -> None:
+    """Per-layer lists (``layer_types``, per-layer widths) keep their first
+    layers; per-layer overrides and backbone stage selections beyond the new
+    depth are dropped (the model falls back to its default: the last stage)."""
+    old, new = _layer_count(before), _layer_count(out)
+    if old is None or new is None or new >= old:
+        return
+    for name, value in before.items():
+        if isinstance(value, list) and len(value) == old:
+            out[name] = value[:new]
+    if isinstance(before.get("per_layer_config"), dict):
+        out["per_layer_config"] = {
+            k: v for k, v in before["per_layer_config"].items() if int(k) < new
+        }
+    if "out_features" in out or "out_indices" in out:
+        out["out_features"], out["out_indices"] = None, None
+    # GPT-Neo states its layer pattern as [[pattern, repeats]]: the only
+    # per-model exception (its validator requires repeats x len(pattern) == layers)
+    if isinstance(before.get("attention_types"), list):
+        pattern = before["attention_types"][0][0]
+        out["attention_types"] = [[pattern, max(1, new // len(pattern))]]
+
+
+def _shrink_kv_heads(out: dict, before: dict, heads_before: int | None) -> None:
+    heads = next(
+        (
+            out[k]
+            for k in ("num_attention_heads", "n_head", "num_heads")
+            if isinstance(out.get(k), int)
+        ),
+        None,
+    )
+    for name in KV_NAMES:
+        kv = before.get(name)
+        if not isinstance(kv, int) or isinstance(kv, bool) or heads is None:
+            continue
+        # multi-head stays multi-head, multi-query stays multi-query; GQA keeps groups
+        out[name] = heads if kv == heads_before else min(kv, KV_HEADS)
+        if heads % out[name]:
+            out[name] = 1
+
+
+def _shrink_lists(out: dict) -> None:
+    """Stage lists (CNNs, hierarchical ViTs): one block per stage, widths
+    divided by one power of two so the first stage is at most 32 wide."""
+    for name in LIST_DEPTHS:
+        if isinstance(out.get(name), list):
+            out[name] = [min(d, 1) if isinstance(d, int) else d for d in out[name]]
+    for name in LIST_WIDTHS:
+        widths = out.get(name)
+        if isinstance(widths, list) and widths and all(isinstance(w, int) for w in widths):
+            factor = 2 ** max(0, math.ceil(math.log2(max(widths[0], 1) / 32)))
+            out[name] = [max(1, w // factor) for w in widths]
+
+
+def _align_widths(out: dict) -> None:
+    """Keep ``hidden = heads x head_dim`` where the config states a head size,
+    and a hidden width that a head-count list divides (Swin-style stages)."""
+    heads = out.get("num_heads")
+    width = next((k for k in ("embed_dim", "hidden_size") if isinstance(out.get(k), int)), None)
+    if isinstance(heads, list) and heads and width:
+        out["num_heads"] = [min(h, 2**i) for i, h in enumerate(heads)]
+        out[width] = HEAD_DIM * out["num_heads"][0]
+    heads = next(
+        (
+            out[k]
+            for k in ("num_attention_heads", "n_head", "n_heads")
+            if isinstance(out.get(k), int)
+        ),
+        None,
+    )
+    for name in ("hidden_size", "d_model", "n_embd", "dim"):
+        if heads and isinstance(out.get(name), int) and out[name] % heads:
+            out[name] = heads * HEAD_DIM
+
+
+def build(arch: Architecture):
+    """The small random-init model of ``arch`` (eval mode, seed 0)."""
+    import torch
+    import transformers
+    from transformers import AutoConfig
+
+    model_class = getattr(transformers, arch.class_name)
+    config_class = getattr(model_class, "config_class", None)
+    config = config_class() if config_class else AutoConfig.for_model(arch.model_type)
+    small = shrink(config.to_dict())
+    small.pop("model_type", None)
+    config = type(config).from_dict(small)
+    torch.manual_seed(0)
+    with torch.device("cpu"):
+        model = model_class(config)
+    return model.eval()
