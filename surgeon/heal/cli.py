@@ -1,0 +1,161 @@
+"""The ``surgeon heal`` subcommand and the healing flags of ``surgeon prune``.
+
+Flags come from :class:`HealOptions`' fields (type, choices and help in their
+metadata) through :func:`add_option_flags`, so a new option needs no CLI code.
+The same command runs on the CPU, one GPU, or several under
+``accelerate launch -m surgeon heal ...`` (only the main process writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from surgeon.errors import SurgeonError
+from surgeon.heal.options import HealOptions
+
+__all__ = ["add_heal_command", "add_option_flags", "add_prune_flags", "options_from_args"]
+
+HEAL_LOG = "heal.json"
+
+
+def add_option_flags(parser: argparse.ArgumentParser, options: type, skip: tuple = ()) -> None:
+    """One flag per field of the dataclass ``options`` (``--name-with-dashes``;
+    booleans are switches, ``--no-NAME`` for those on by default)."""
+    for f in fields(options):
+        if f.name in skip:
+            continue
+        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
+        default = None if f.default is MISSING else f.default
+        if meta.get("type") is bool:
+            if default:
+                parser.add_argument(
+                    "--no-" + f.name.replace("_", "-"),
+                    dest=f.name,
+                    action="store_false",
+                    help=f"do not: {meta.get('help', '')}",
+                )
+            else:
+                parser.add_argument(flag, dest=f.name, action="store_true", help=meta.get("help"))
+            continue
+        shown = "" if default is None else f" (default: {default:,})" if isinstance(
+            default, int
+        ) else f" (default: {default})"  # fmt: skip
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=meta.get("type", str),
+            choices=meta.get("choices"),
+            default=default,
+            help=meta.get("help", "") + shown,
+        )
+
+
+def options_from_args(args: argparse.Namespace, options: type, skip: tuple = ()) -> Any:
+    return options(**{f.name: getattr(args, f.name) for f in fields(options) if f.name not in skip})
+
+
+def add_heal_command(commands) -> None:
+    """Register ``surgeon heal`` on the subparsers ``commands``."""
+    parser = commands.add_parser(
+        "heal",
+        help="recover a pruned model by distillation from the original",
+        description="Train a pruned model to match the original's next-token distribution, "
+        "then save it as a plain model. Several GPUs: accelerate launch -m surgeon heal ...",
+    )
+    parser.add_argument("path", help="the pruned model directory (surgeon prune / surgeon.save)")
+    parser.add_argument("--teacher", required=True, help="the original model directory")
+    parser.add_argument("--data", required=True, help="training text file (.txt or .txt.xz)")
+    parser.add_argument("--eval", help="held-out text file (default: the tail of --data)")
+    parser.add_argument("-o", "--output", required=True, help="directory to save to (new or empty)")
+    add_option_flags(parser, HealOptions)
+    parser.set_defaults(run=run_heal)
+
+
+def run_heal(args: argparse.Namespace) -> int:
+    from accelerate.state import PartialState
+
+    from surgeon.checkpoint.directory import load_directory, model_directory
+    from surgeon.heal.loop import heal
+
+    output = Path(args.output)
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise SurgeonError(f"output directory '{output}' is not empty")
+    options = options_from_args(args, HealOptions)
+    student_dir, teacher_dir = model_directory(args.path), model_directory(args.teacher)
+    tokenizer_dir = student_dir if _has_tokenizer(student_dir) else teacher_dir
+    tokenizer = _tokenizer(tokenizer_dir)
+    student, teacher = load_directory(student_dir), load_directory(teacher_dir)
+    result = heal(
+        student, teacher, args.data, tokenizer=tokenizer, eval_data=args.eval, options=options
+    )
+    state = PartialState()
+    if state.is_main_process:
+        print(result)
+        _save(result, tokenizer, output)
+        print(f"saved to {output}")
+    state.wait_for_everyone()
+    return 0
+
+
+def add_prune_flags(parser: argparse.ArgumentParser) -> None:
+    """``surgeon prune --heal-data FILE --heal-tokens N [--steps K]``."""
+    parser.add_argument("--heal-data", help="training text for healing after the cut")
+    parser.add_argument("--heal-tokens", type=int, help="heal for N tokens (over all steps)")
+    parser.add_argument(
+        "--steps", type=int, default=1, help="cut in K steps with healing between (default 1)"
+    )
+
+
+def prune_schedule(args: argparse.Namespace, tokenizer: Any = None):
+    """The healing :class:`~surgeon.heal.Schedule` the prune flags ask for, or None."""
+    from surgeon.heal.iterative import Schedule
+
+    if args.heal_tokens is None:
+        if args.heal_data or args.steps != 1:
+            raise SurgeonError("--heal-data and --steps need --heal-tokens N")
+        return None
+    if not args.heal_data:
+        raise SurgeonError("--heal-tokens needs --heal-data FILE (the text to heal on)")
+    tokenizer = tokenizer or _tokenizer(args.path)
+    return Schedule(args.heal_data, args.heal_tokens, steps=args.steps, tokenizer=tokenizer)
+
+
+def _save(result, tokenizer, output: Path) -> None:
+    from surgeon import save
+
+    try:
+        save(result.model, output)
+        tokenizer.save_pretrained(output)
+        log = {
+            "options": {f.name: getattr(result.options, f.name) for f in fields(result.options)},
+            "tokens": result.tokens,
+            "steps": result.steps,
+            "stopped_early": result.stopped_early,
+            "tokens_per_second": result.tokens_per_second,
+            "evaluations": result.evaluations,
+            "history": result.history,
+        }
+        (output / HEAL_LOG).write_text(json.dumps(log, indent=1))
+    except Exception:
+        shutil.rmtree(output, ignore_errors=True)
+        raise
+
+
+def _has_tokenizer(directory: Path) -> bool:
+    return (directory / "tokenizer_config.json").is_file() or (
+        directory / "tokenizer.json"
+    ).is_file()
+
+
+def _tokenizer(directory) -> Any:
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(directory)
+    except (OSError, ValueError) as error:
+        raise SurgeonError(f"no tokenizer in '{directory}': {error}") from None
