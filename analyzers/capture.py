@@ -103,7 +103,10 @@ def _plain_outputs(model: nn.Module) -> Iterator[None]:
 
 
 def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
-    program = torch.export.export(model, args, kwargs, strict=False)
+    with warnings.catch_warnings():
+        # a forward caching a tensor on its module: untouched() takes it off again
+        warnings.filterwarnings("ignore", "The tensor attributes .* were assigned during export")
+        program = torch.export.export(model, args, kwargs, strict=False)
     signature = program.graph_signature
     user_inputs = {}
     placeholders = [n for n in program.graph.nodes if n.op == "placeholder"]
