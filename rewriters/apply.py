@@ -63,7 +63,7 @@ def apply(
         context = {"conv_groups": _new_group_counts(target, resolved)}
         for module_name in sorted({name.rpartition(".")[0] for name in new_tensors}):
             fix_module(target.get_submodule(module_name), tx, context)
-        update_attributes(target, analysis, resolved.cuts, tx)
+        update_attributes(target, analysis, resolved.cuts, tx, [b.name for b in resolved.blocks])
         remove_blocks(target, resolved.blocks, tx)
         if check:
             _still_runs(target, analysis)

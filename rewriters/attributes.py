@@ -53,12 +53,20 @@ _CONFIG_FIELDS = {
 
 
 def update_attributes(
-    model: nn.Module, analysis: Analysis, cuts: Iterable[GroupCut], tx: Transaction
+    model: nn.Module,
+    analysis: Analysis,
+    cuts: Iterable[GroupCut],
+    tx: Transaction,
+    removed_blocks: Iterable[str] = (),
 ) -> None:
+    """``removed_blocks``: blocks the plan removes; their groups leave with them,
+    so they do not count against a uniform width in the config."""
     cuts = list(cuts)
     config = getattr(model, "config", None)
     by_id = {cut.group.id: cut for cut in cuts}
-    attention = [g for g in analysis.prunable if g.kind == GroupKind.ATTENTION]
+    gone = tuple(f"{name}." for name in removed_blocks)
+    survivors = [g for g in analysis.prunable if not _inside(g, gone)]
+    attention = [g for g in survivors if g.kind == GroupKind.ATTENTION]
     uniform = len({_final(g, by_id.get(g.id)) for g in attention}) <= 1
     copies: dict[int, object] = {}
     for cut in cuts:
@@ -75,7 +83,11 @@ def update_attributes(
         if config is not None and not uniform:
             _per_module_configs(cut, modules, config, tx, copies)
     if config is not None:
-        _update_config(config, analysis, cuts, tx)
+        _update_config(config, survivors, cuts, tx)
+
+
+def _inside(group: Group, prefixes: tuple[str, ...]) -> bool:
+    return bool(prefixes) and all(m.module.startswith(prefixes) for m in group.members)
 
 
 def _owners(model: nn.Module, group: Group) -> list[nn.Module]:
@@ -139,11 +151,11 @@ def _set_heads(config, old, new, head_dim, tx) -> None:
             tx.set(config, name, fresh)
 
 
-def _update_config(config, analysis: Analysis, cuts: list[GroupCut], tx: Transaction) -> None:
+def _update_config(config, prunable: list[Group], cuts: list[GroupCut], tx: Transaction) -> None:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     by_id = {cut.group.id: cut for cut in cuts}
     for kind in (*_CONFIG_FIELDS, GroupKind.ATTENTION):
-        groups = [g for g in analysis.prunable if g.kind == kind]
+        groups = [g for g in prunable if g.kind == kind]
         if not groups or not any(g.id in by_id for g in groups):
             continue
         finals = {_final(g, by_id.get(g.id)) for g in groups}
