@@ -11,27 +11,14 @@ equals the mean over tokens.
 from __future__ import annotations
 
 import math
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from surgeon.errors import InputError
+from surgeon.text import text_windows
 
 __all__ = ["perplexity", "text_windows"]
-
-
-def text_windows(
-    path: str | Path, tokenizer: Any, window: int = 256, count: int | None = None
-) -> torch.Tensor:
-    """Token ids of the text file ``path`` cut into ``[n, window]`` (the tail
-    shorter than a window is dropped; ``count`` keeps the first ``n``)."""
-    ids = tokenizer(Path(path).read_text(encoding="utf-8"), return_tensors="pt").input_ids[0]
-    windows = ids.numel() // window
-    if windows == 0:
-        raise InputError(f"evaluate: {path} holds fewer than window={window} tokens")
-    return ids[: windows * window].view(windows, window)[:count]
 
 
 def perplexity(

@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from surgeon.errors import InputError
+from surgeon.text import text_windows
 
 from .criteria import CRITERIA
 from .devices import input_device, offloaded_gradients
@@ -74,14 +75,7 @@ def token_batches(
     """Calibration batches of token ids from a text file (with a tokenizer), a
     tensor of token ids ``[n, length]``, or an iterable of such batches."""
     if isinstance(calib, (str, Path)):
-        if tokenizer is None:
-            raise InputError("calibrating on a text file needs tokenizer=...")
-        text = Path(calib).read_text(encoding="utf-8")
-        ids = tokenizer(text, return_tensors="pt").input_ids[0]
-        windows = ids.numel() // length
-        if windows == 0:
-            raise InputError(f"{calib} holds fewer than {length} tokens")
-        calib = ids[: windows * length].view(windows, length)[:samples]
+        calib = text_windows(calib, tokenizer, length, samples)
     if isinstance(calib, torch.Tensor):
         if calib.dim() != 2:
             raise InputError(f"calibration token ids must be [samples, length], not {calib.shape}")

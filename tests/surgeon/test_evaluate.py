@@ -31,10 +31,29 @@ def test_text_windows_and_bad_arguments(tmp_path):
     path.write_text("a " * 50)
     assert text_windows(path, Whitespace(), window=16).shape == (3, 16)
     assert text_windows(path, Whitespace(), window=16, count=2).shape == (2, 16)
-    with pytest.raises(surgeon.InputError, match="fewer than window=64"):
+    with pytest.raises(surgeon.InputError, match="50 tokens, fewer than one window of 64"):
         text_windows(path, Whitespace(), window=64)
     model = HF_MODELS["llama"]()
     with pytest.raises(surgeon.InputError, match="evaluate: batch"):
         perplexity(model, torch.zeros(2, 8, dtype=torch.long), batch=0)
     with pytest.raises(surgeon.InputError, match="evaluate: token_ids"):
         perplexity(model, torch.zeros(2, 2, 2, dtype=torch.long))
+
+
+def test_text_files_are_read_plain_or_xz_with_clear_errors(tmp_path):
+    import lzma
+
+    from surgeon.text import read_text
+
+    packed = tmp_path / "train.txt.xz"
+    with lzma.open(packed, "wt", encoding="utf-8") as handle:
+        handle.write("one two three")
+    assert read_text(packed) == "one two three"
+    with pytest.raises(surgeon.InputError, match="no such text file"):
+        read_text(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("  \n")
+    with pytest.raises(surgeon.InputError, match="holds no text"):
+        read_text(tmp_path / "empty.txt")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(surgeon.InputError, match="not a UTF-8 text file"):
+        read_text(tmp_path / "binary.txt")
