@@ -105,7 +105,7 @@ def _plain_outputs(model: nn.Module) -> Iterator[None]:
 def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
     with warnings.catch_warnings():
         # a forward caching a tensor on its module: untouched() takes it off again
-        warnings.filterwarnings("ignore", "The tensor attributes .* were assigned during export")
+        warnings.filterwarnings("ignore", "The tensor attributes? .* assigned during export")
         program = torch.export.export(model, args, kwargs, strict=False)
     signature = program.graph_signature
     user_inputs = {}
