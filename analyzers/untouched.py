@@ -12,15 +12,32 @@ parameter's gradient and ``requires_grad``, and puts them all back on exit.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
-__all__ = ["StateDiff", "diff", "state_of", "untouched"]
+__all__ = ["StateDiff", "diff", "leaves_model_untouched", "state_of", "untouched"]
 
 _DICTS = ("_parameters", "_buffers", "_modules")
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def leaves_model_untouched(function: _Function) -> _Function:
+    """Decorate a function whose first argument is the user's model: it runs
+    under :func:`untouched`."""
+
+    @functools.wraps(function)
+    def wrapper(model: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(model, nn.Module):  # the function refuses it with a reason
+            return function(model, *args, **kwargs)
+        with untouched(model):
+            return function(model, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

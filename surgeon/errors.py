@@ -3,7 +3,14 @@ fault and says what to do about it."""
 
 from __future__ import annotations
 
-__all__ = ["CaptureError", "InputError", "PlanError", "RewriteError", "SurgeonError"]
+__all__ = [
+    "CaptureError",
+    "InputError",
+    "PlanError",
+    "RewriteError",
+    "SurgeonError",
+    "VerificationError",
+]
 
 
 class SurgeonError(Exception):
@@ -29,3 +36,12 @@ class PlanError(SurgeonError, ValueError):
 
 class RewriteError(SurgeonError):
     """A module could not be rewritten to the planned shapes; the model is unchanged."""
+
+
+class VerificationError(RewriteError):
+    """A cut model did not verify against the masked original, so it is not
+    returned; ``report`` holds what verify measured. The model is unchanged."""
+
+    def __init__(self, message: str, *, report: object = None):
+        super().__init__(message)
+        self.report = report
