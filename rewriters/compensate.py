@@ -97,6 +97,12 @@ def refit_consumers(
 def _consumers(original, pruned, plan, analysis, stats, needs_gram) -> Iterator[_Consumer]:
     resolved = resolve(plan, analysis)
     rename = _renaming(analysis, resolved.blocks)
+    rows = {  # a consumer whose outputs are cut too (a chain of layers) keeps these rows
+        m.param: torch.tensor(m.layout.indices(cut.kept))
+        for cut in resolved.cuts
+        for m in cut.group.members
+        if m.dim == 0
+    }
     for cut in resolved.cuts:
         for member in cut.group.members:
             module_name, _, attr = member.param.rpartition(".")
@@ -112,6 +118,8 @@ def _consumers(original, pruned, plan, analysis, stats, needs_gram) -> Iterator[
             if not isinstance(module, nn.Linear):
                 continue
             weight = original.get_submodule(module_name).weight.detach().to("cpu", torch.float64)
+            if member.param in rows:
+                weight = weight[rows[member.param]]
             kept = torch.tensor(member.layout.indices(cut.kept))
             yield _Consumer(new_name, module, weight, kept, feature)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +13,7 @@ from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.dispatched import has_accelerate_hooks, materialized_copy
 from surgeon.calibrate.calibration import Statistics, calibrate, token_batches
 from surgeon.calibrate.criteria import CRITERIA, score_group
+from surgeon.calibrate.examples import calibrate_examples, example_batches, reads_token_ids
 from surgeon.calibrate.options import CalibrationOptions
 from surgeon.checkpoint.provenance import record_compensation
 from surgeon.errors import InputError
@@ -118,6 +120,7 @@ def prune(
     calib: Any = None,
     tokenizer: Any = None,
     inputs: Any = None,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
     statistics: Statistics | None = None,
     progress: bool = True,
     **options: Any,
@@ -128,7 +131,11 @@ def prune(
     list of batches; the default criterion (FLAP) reads activations, so it
     needs one (``criterion="magnitude"`` needs none). ``inputs`` are example
     inputs for a model that is not a transformers model (as for
-    :func:`~surgeon.analyze`). ``statistics`` from an earlier
+    :func:`~surgeon.analyze`); such a model (a torchvision CNN, any
+    ``nn.Module``) is calibrated on ``calib`` batches of ``(inputs, target)``
+    as a ``DataLoader`` yields them, or on ``inputs`` alone, and
+    ``criterion="taylor"`` back-propagates ``loss_fn(output, target)``
+    (``loss_fn(output)`` without a target). ``statistics`` from an earlier
     :func:`~surgeon.calibrate.calibration.calibrate` call is reused instead of
     calibrating again. Every other keyword is an option of one stage, with the
     best measured recipe as its default:
@@ -155,7 +162,17 @@ def prune(
     stats = statistics
     if stats is None:
         stats = _calibrate(
-            model, analysis, scoring, calib, tokenizer, planning, cut, progress, depth
+            model,
+            analysis,
+            scoring,
+            calib,
+            tokenizer,
+            planning,
+            cut,
+            progress,
+            depth,
+            inputs,
+            loss_fn,
         )
     if has_accelerate_hooks(model):  # calibrated where it is; cut on a plain copy
         model = materialized_copy(model)
@@ -173,7 +190,7 @@ def prune(
             )
     plan = make_plan(analysis, scores, planning, stats.block_influence if stats else None, weights)
     pruned = apply(model, plan, analysis=analysis)
-    check = verify(model, pruned, plan, analysis=analysis) if cut.verify else None
+    check = verify(model, pruned, plan, inputs, analysis=analysis) if cut.verify else None
     done = None
     if cut.compensate and stats is not None:  # a weight-only cut has nothing to refit on
         method = cut.compensate
@@ -222,6 +239,8 @@ def _calibrate(
     cut: CutOptions,
     progress: bool,
     depth: int = 0,
+    inputs: Any = None,
+    loss_fn: Callable[..., torch.Tensor] | None = None,
 ) -> Statistics | None:
     """Statistics the criterion, the compensation and ``depth`` whole-block
     removals need; ``None`` when nothing needs data. A depth chosen by
@@ -233,7 +252,8 @@ def _calibrate(
     demanded = spec.needs_calibration or compensate or options.layers not in (0, "auto")
     if not (demanded or depth) or (calib is None and not demanded):
         return None
-    if calib is None:
+    examples = loss_fn is not None or not reads_token_ids(model)  # the user's own batches
+    if calib is None and not (examples and inputs is not None):
         needs = (
             f"criterion '{scoring.criterion}'"
             if spec.needs_calibration
@@ -243,7 +263,6 @@ def _calibrate(
             f"{needs} needs calibration data: pass calib=<text file, token ids or batches> "
             "(with tokenizer= for text), or criterion='magnitude' for a weight-only cut"
         )
-    batches = token_batches(calib, tokenizer, scoring.samples, scoring.length)
     consumers = (
         {
             m.module
@@ -256,6 +275,17 @@ def _calibrate(
         else ()
     )
     blocks = [b.name for b in analysis.blocks if b.removable] if depth else ()
+    if examples:
+        return calibrate_examples(
+            model,
+            example_batches(calib, inputs),
+            loss_fn=loss_fn,
+            gradients=spec.needs_gradients,
+            gram_for=consumers,
+            blocks=blocks,
+            progress=progress,
+        )
+    batches = token_batches(calib, tokenizer, scoring.samples, scoring.length)
     return calibrate(
         model,
         batches,

@@ -34,8 +34,9 @@ class PlanOptions:
     )
     flops: int | None = option(None, "block FLOPs per token to remove", minimum=0)
     kinds: tuple[str, ...] = option(
-        ("mlp", "expert_mlp"),
-        "group kinds to cut (attention heads cost the most quality)",
+        ("mlp", "expert_mlp", "channels"),
+        "group kinds to cut (attention heads cost the most quality; 'channels' are a "
+        "convolution's channels outside the residual stream)",
         choices=[k.value for k in GroupKind],
     )
     allocation: str = option(
