@@ -18,7 +18,7 @@ from torch import fx, nn
 from .capture import Capture
 from .groups import Block
 
-__all__ = ["find_blocks"]
+__all__ = ["find_blocks", "repeated_stacks"]
 
 _PASS_THROUGH = {
     "aten.add.Tensor",
@@ -46,6 +46,13 @@ def find_blocks(model: nn.Module, capture: Capture) -> list[Block]:
         for container, names in stacks
         for name, position in names
     ]
+
+
+def repeated_stacks(model: nn.Module) -> dict[str, list[str]]:
+    """``{container: [block names in order]}``: the stacks of repeated blocks,
+    found from the module tree alone (no capture), by the rule
+    :func:`find_blocks` uses."""
+    return {path: [name for name, _ in members] for path, members in _repeated_children(model)}
 
 
 def _repeated_children(model: nn.Module) -> list[tuple[str, list[tuple[str, int]]]]:

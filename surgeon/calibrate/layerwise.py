@@ -28,6 +28,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 from tqdm.auto import tqdm
 
+from surgeon.analyzers.blocks import repeated_stacks
 from surgeon.errors import InputError
 
 from .statistics import Statistics, recording
@@ -38,21 +39,12 @@ __all__ = ["calibrate_layerwise", "layer_stack"]
 def layer_stack(model: nn.Module, blocks: Iterable[str] = ()) -> list[str]:
     """Names of the blocks calibrated one at a time, in order: the longest
     container among ``blocks`` (an analysis's repeated blocks), else the longest
-    ``ModuleList``/``Sequential`` of two or more children of one class."""
+    stack the analysis' own block finder sees in the module tree."""
     by_container: dict[str, list[str]] = {}
     for name in blocks:
         by_container.setdefault(name.rpartition(".")[0], []).append(name)
     if not by_container:
-        for path, module in model.named_modules():
-            children = list(module.named_children())
-            if (
-                isinstance(module, (nn.ModuleList, nn.Sequential))
-                and len(children) >= 2
-                and len({type(c) for _, c in children}) == 1
-                and any(True for _ in module.parameters())
-            ):
-                prefix = f"{path}." if path else ""
-                by_container[path] = [f"{prefix}{name}" for name, _ in children]
+        by_container = repeated_stacks(model)
     if not by_container:
         raise InputError(
             f"layerwise calibration needs a stack of repeated blocks, and {type(model).__name__} "
