@@ -188,7 +188,7 @@ class Bench:
     def table(self, group: str) -> None:
         variants, changes, label = GROUPS[group]
         for variant in variants:
-            for tokens in BUDGETS:
+            for tokens in self.args.budgets:
                 if self.time_left():
                     self.run(group, variant, label, tokens, changes)
 
@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--out", default="heal-rows.jsonl")
     parser.add_argument("--only", nargs="+", default=["sweep", *GROUPS])
     parser.add_argument("--recipe", default="{}", help="JSON options when the sweep is skipped")
+    parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every token count")
     parser.add_argument(
         "--override", type=json.loads, default={}, help="JSON options over every run's (checks)"

@@ -1,7 +1,8 @@
 """The ``surgeon heal`` subcommand and the healing flags of ``surgeon prune``.
 
 Flags come from :class:`HealOptions`' fields (type, choices and help in their
-metadata) through :func:`add_option_flags`, so a new option needs no CLI code.
+metadata) through :func:`surgeon.options.add_flags`, so a new option needs no
+CLI code.
 The same command runs on the CPU, one GPU, or several under
 ``accelerate launch -m surgeon heal ...`` (only the main process writes).
 """
@@ -11,52 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from surgeon.errors import SurgeonError
 from surgeon.heal.options import HealOptions
+from surgeon.options import add_flags, flag_values
 
-__all__ = ["add_heal_command", "add_option_flags", "add_prune_flags", "options_from_args"]
+__all__ = ["add_heal_command", "add_prune_flags", "prune_schedule"]
 
 HEAL_LOG = "heal.json"
-
-
-def add_option_flags(parser: argparse.ArgumentParser, options: type, skip: tuple = ()) -> None:
-    """One flag per field of the dataclass ``options`` (``--name-with-dashes``;
-    booleans are switches, ``--no-NAME`` for those on by default)."""
-    for f in fields(options):
-        if f.name in skip:
-            continue
-        meta, flag = f.metadata, "--" + f.name.replace("_", "-")
-        default = None if f.default is MISSING else f.default
-        if meta.get("type") is bool:
-            if default:
-                parser.add_argument(
-                    "--no-" + f.name.replace("_", "-"),
-                    dest=f.name,
-                    action="store_false",
-                    help=f"do not: {meta.get('help', '')}",
-                )
-            else:
-                parser.add_argument(flag, dest=f.name, action="store_true", help=meta.get("help"))
-            continue
-        shown = "" if default is None else f" (default: {default:,})" if isinstance(
-            default, int
-        ) else f" (default: {default})"  # fmt: skip
-        parser.add_argument(
-            flag,
-            dest=f.name,
-            type=meta.get("type", str),
-            choices=meta.get("choices"),
-            default=default,
-            help=meta.get("help", "") + shown,
-        )
-
-
-def options_from_args(args: argparse.Namespace, options: type, skip: tuple = ()) -> Any:
-    return options(**{f.name: getattr(args, f.name) for f in fields(options) if f.name not in skip})
 
 
 def add_heal_command(commands) -> None:
@@ -72,8 +38,7 @@ def add_heal_command(commands) -> None:
     parser.add_argument("--data", required=True, help="training text file (.txt or .txt.xz)")
     parser.add_argument("--eval", help="held-out text file (default: the tail of --data)")
     parser.add_argument("-o", "--output", required=True, help="directory to save to (new or empty)")
-    add_option_flags(parser, HealOptions)
-    parser.set_defaults(run=run_heal)
+    parser.set_defaults(run=run_heal, option_names=add_flags(parser, HealOptions))
 
 
 def run_heal(args: argparse.Namespace) -> int:
@@ -85,7 +50,7 @@ def run_heal(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise SurgeonError(f"output directory '{output}' is not empty")
-    options = options_from_args(args, HealOptions)
+    options = HealOptions.build(**flag_values(args, args.option_names))
     student_dir, teacher_dir = model_directory(args.path), model_directory(args.teacher)
     tokenizer_dir = student_dir if _has_tokenizer(student_dir) else teacher_dir
     tokenizer = _tokenizer(tokenizer_dir)
@@ -126,7 +91,7 @@ def prune_schedule(args: argparse.Namespace, tokenizer: Any = None):
 
 
 def _save(result, tokenizer, output: Path) -> None:
-    from surgeon import save
+    from surgeon.checkpoint.persist import save
 
     try:
         save(result.model, output)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from surgeon.errors import InputError
-from surgeon.heal import checkpoints
+from surgeon.heal.checkpoints import latest, read_state, write
 from surgeon.heal.data import EVAL_WINDOW, HealData, prepare
 from surgeon.heal.lora import merged, with_adapters
 from surgeon.heal.loss import mixed_loss
@@ -132,8 +132,8 @@ class _Run:
     def train(self) -> HealResult:
         opts, acc = self.options, self.accelerator
         step, state = 0, {"history": [], "evaluations": [], "best": None, "stale": 0}
-        if opts.resume and (found := checkpoints.latest(opts.checkpoint_dir)):
-            state = checkpoints.read_state(found, opts.run_shape())
+        if opts.resume and (found := latest(opts.checkpoint_dir)):
+            state = read_state(found, opts.run_shape())
             acc.load_state(str(found))
             step = state["step"]
         eval_every = self._every(opts.eval_every, 10)
@@ -160,9 +160,7 @@ class _Run:
                 progress.show(step, {"ppl": state["evaluations"][-1].get("perplexity")})
             if opts.checkpoint_dir and (step % save_every == 0 or step == self.steps or stopped):
                 shape = opts.run_shape()
-                checkpoints.write(
-                    acc, opts.checkpoint_dir, step, {**state, "step": step, "shape": shape}
-                )
+                write(acc, opts.checkpoint_dir, step, {**state, "step": step, "shape": shape})
         progress.close()
         if self.teacher is not None:
             self.teacher.train(self.teacher_was_training)
@@ -183,6 +181,7 @@ class _Run:
             if torch.cuda.is_available()
             else None,
             held_out=self.data.held_out_source,
+            resumed_from=first,
         )
 
     def _step(self, step: int, running: dict[str, torch.Tensor]) -> None:

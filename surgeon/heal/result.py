@@ -25,6 +25,7 @@ class HealResult:
     tokens_per_second: float = 0.0
     peak_memory: int | None = None  # bytes on the GPU (None on the CPU)
     held_out: str = "none"  # where the held-out windows came from
+    resumed_from: int = 0  # the checkpoint's step when the run resumed
 
     @property
     def perplexity_before(self) -> float | None:
