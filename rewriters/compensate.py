@@ -81,9 +81,9 @@ def compensate_consumers(
         else:
             weight, shift = _refit(c, damp, intercept=method == "refit+bias")
         with torch.no_grad():
-            c.module.weight.copy_(weight.to(c.module.weight.dtype))
-            if shift is not None:
-                c.module.bias.add_(shift.to(c.module.bias.dtype))
+            c.module.weight.copy_(weight.to(c.module.weight))
+            if shift is not None:  # statistics live on the CPU, the model may not
+                c.module.bias.add_(shift.to(c.module.bias))
     return [c.name for c in consumers]
 
 
