@@ -66,12 +66,21 @@ class FactKind(enum.Enum):
     RESIDUAL = "residual"  # carried past a computation and added back (a skip connection)
 
 
+class Interface(enum.Enum):
+    """Which interface a pinned axis belongs to (the kind of its group)."""
+
+    INPUT = "input"  # an axis of a model input
+    OUTPUT = "output"  # an axis of a model output
+    VOCABULARY = "vocabulary"  # rows looked up by token ids
+
+
 @dataclass(frozen=True)
 class Fact:
     kind: FactKind
     reason: str
     module: str = ""
     value: int | None = None  # e.g. the k of a top-k
+    interface: Interface | None = None  # for PINNED: what it pins
 
 
 class AxisAlgebra:

@@ -17,7 +17,7 @@ from itertools import pairwise
 
 import networkx as nx
 
-from .axes import AxisAlgebra, Fact, FactKind, StructureKind
+from .axes import AxisAlgebra, Fact, FactKind, Interface, StructureKind
 from .groups import Block, Group, GroupKind, Layout, Level, Member
 from .propagate import Coupling
 
@@ -201,9 +201,9 @@ class _GroupBuilder:
     # -- what the group is ---------------------------------------------------------
     def _kind(self, component: set[int], dims: list[_Dim]) -> GroupKind:
         kinds = {f.kind for leaf in component for f in self.facts(leaf)}
-        pins = [
-            f.reason for leaf in component for f in self.facts(leaf) if f.kind is FactKind.PINNED
-        ]
+        pins = {
+            f.interface for leaf in component for f in self.facts(leaf) if f.kind is FactKind.PINNED
+        }
         if FactKind.EXPERT in kinds:
             return GroupKind.EXPERTS
         if FactKind.HEAD in kinds:
@@ -214,9 +214,9 @@ class _GroupBuilder:
             return GroupKind.HIDDEN  # a residual stream through several blocks
         if any(self._is_expert_weight(d.param) for d in dims):
             return GroupKind.EXPERT_MLP
-        if any(reason.startswith("vocabulary") for reason in pins):
+        if Interface.VOCABULARY in pins:
             return GroupKind.VOCAB
-        if any("model input" in reason for reason in pins):
+        if Interface.INPUT in pins:
             return GroupKind.INPUT
         if pins:
             return GroupKind.OUTPUT

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx
 
-from .axes import AxisAlgebra, AxisConflict, Fact, FactKind
+from .axes import AxisAlgebra, AxisConflict, Fact, FactKind, Interface
 from .capture import Capture
 from .ops import VALUE_PRESERVING
 from .rules import RuleContext, lookup
@@ -80,7 +80,7 @@ class _Propagator:
         elif node.name in self.capture.user_inputs:
             label = self.capture.user_inputs[node.name]
             for atom in axes:
-                self._pin(atom, f"axis of the model input '{label}'")
+                self._pin(atom, f"axis of the model input '{label}'", Interface.INPUT)
         return axes
 
     def get_attr(self, node: fx.Node):
@@ -130,7 +130,7 @@ class _Propagator:
             axes = self.env.get(leaf) if isinstance(leaf, fx.Node) else None
             if pinned and isinstance(axes, tuple):
                 for atom in axes:
-                    self._pin(atom, f"axis of the model output '{label}'")
+                    self._pin(atom, f"axis of the model output '{label}'", Interface.OUTPUT)
                 shape = tuple(self.algebra.size(atom) for atom in axes)
                 self.coupling.pinned_outputs.append((index, label, shape))
         return None
@@ -144,9 +144,9 @@ class _Propagator:
             self.domains[node] = domain[index]
         return value[index] if isinstance(value, list) else None
 
-    def _pin(self, atom: int, reason: str) -> None:
+    def _pin(self, atom: int, reason: str, interface: Interface) -> None:
         if self.algebra.size(atom) != 1:
-            self.algebra.add_fact(atom, Fact(FactKind.PINNED, reason))
+            self.algebra.add_fact(atom, Fact(FactKind.PINNED, reason, interface=interface))
 
     def _freeze_node(self, ctx: RuleContext, why: str):
         for arg in ctx.tensor_args():

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from ..axes import AxisAlgebra, Fact, FactKind
+from ..axes import AxisAlgebra, Fact, FactKind, Interface
 from ..ops import LAYOUT_OPS, PRODUCTS
 
 __all__ = ["Axes", "LAYOUT_OPS", "PassState", "RuleContext"]
@@ -152,8 +152,15 @@ class RuleContext:
             raise AssertionError(f"cannot broadcast rank {len(xs)} into {len(out)}")
         self.unify_all(xs, out[len(out) - len(xs) :])
 
-    def fact(self, atom: int, kind: FactKind, reason: str, value: int | None = None) -> None:
-        self.algebra.add_fact(atom, Fact(kind, reason, self.module, value))
+    def fact(
+        self,
+        atom: int,
+        kind: FactKind,
+        reason: str,
+        value: int | None = None,
+        interface: Interface | None = None,
+    ) -> None:
+        self.algebra.add_fact(atom, Fact(kind, reason, self.module, value, interface))
 
     def describe(self) -> str:
         where = f" in module '{self.module}'" if self.module else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import ops
 
-from ..axes import FactKind
+from ..axes import FactKind, Interface
 from .context import RuleContext
 from .registry import register
 
@@ -37,6 +37,7 @@ def embedding(ctx: RuleContext):
             w_axes[0],
             FactKind.PINNED,
             f"vocabulary: rows are looked up by token ids ({ctx.describe()})",
+            interface=Interface.VOCABULARY,
         )
     else:
         ctx.fact(
