@@ -67,8 +67,19 @@ def per_layer_config(model: nn.Module):
 def _check_builds_the_same(model: nn.Module, config) -> None:
     from accelerate import init_empty_weights
 
-    with init_empty_weights(include_buffers=False):
-        rebuilt = type(model)(config)
+    name = type(model).__name__
+    advice = (
+        "save with the default format (surgeon.load reloads it) or serve it through "
+        "surgeon.export.gguf / surgeon.export.decilm"
+    )
+    try:
+        with init_empty_weights(include_buffers=False):
+            rebuilt = type(model)(config)
+    except Exception as error:  # e.g. transformers' AmbiguousGlobalPerLayerAttributeError
+        reason = str(error).split(". ")[0]
+        raise ExportError(
+            f"{name} does not build its layers from config.per_layer_config: {reason}; {advice}"
+        ) from error
     built = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     wrong = [
         f"{k}: cut {tuple(v.shape)}, built {built.get(k)}"
@@ -77,8 +88,6 @@ def _check_builds_the_same(model: nn.Module, config) -> None:
     ]
     if wrong:
         raise ExportError(
-            f"{type(model).__name__} does not build its layers from config.per_layer_config "
-            f"(transformers builds {len(wrong)} tensors differently, e.g. {'; '.join(wrong[:3])}); "
-            "save with the default format (surgeon.load reloads it) or serve it through "
-            "surgeon.export.gguf / surgeon.export.decilm"
+            f"{name} does not build its layers from config.per_layer_config (it builds "
+            f"{len(wrong)} tensors differently, e.g. {'; '.join(wrong[:3])}); {advice}"
         )
