@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,12 +12,13 @@ from torch import nn
 
 from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.dispatched import has_accelerate_hooks, materialized_copy
-from surgeon.calibrate.calibration import Statistics, calibrate, token_batches
+from surgeon.analyzers.untouched import leaves_model_untouched
+from surgeon.calibrate.calibration import Statistics, calibrate, check_loss, token_batches
 from surgeon.calibrate.criteria import CRITERIA, score_group
 from surgeon.calibrate.examples import calibrate_examples, example_batches, reads_token_ids
 from surgeon.calibrate.options import CalibrationOptions
 from surgeon.checkpoint.provenance import record_compensation
-from surgeon.errors import InputError
+from surgeon.errors import InputError, VerificationError
 from surgeon.plan.costs import block_flops, block_parameters, count_flops, flop_weights
 from surgeon.plan.options import PlanOptions
 from surgeon.plan.plan import Plan
@@ -113,6 +115,7 @@ def split_options(ratio: float | None, options: dict[str, Any]) -> tuple[Any, An
     return calibration, plan, CutOptions(**by_class[CutOptions])
 
 
+@leaves_model_untouched
 def prune(
     model: nn.Module,
     ratio: float | None = None,
@@ -151,10 +154,17 @@ def prune(
     then cut on a plain copy with every weight on the CPU: ``result.model`` is
     that copy; the dispatched model is unchanged.
 
+    ``model`` itself is never changed. A cut that does not verify against the
+    masked original raises :class:`~surgeon.errors.VerificationError` (with
+    the report); a check too weak to tell a right cut from a wrong one
+    (``report.verification.weak``) warns and says so in the report.
+
     >>> result = surgeon.prune(model, 0.2, calib="calib.txt", tokenizer=tok)  # doctest: +SKIP
     >>> print(result.report)                                                  # doctest: +SKIP
     """
     scoring, planning, cut = split_options(ratio, options)
+    if statistics is None and loss_fn is None and reads_token_ids(model):
+        check_loss(model, scoring.criterion)  # before any work
     analysis = analyze(model, inputs)
     weights = flop_weights(model)
     choice = planned_depth(analysis, planning, weights) if planning.layers == "auto" else None
@@ -191,6 +201,7 @@ def prune(
     plan = make_plan(analysis, scores, planning, stats.block_influence if stats else None, weights)
     pruned = apply(model, plan, analysis=analysis)
     check = verify(model, pruned, plan, inputs, analysis=analysis) if cut.verify else None
+    _accept(check)
     done = None
     if cut.compensate and stats is not None:  # a weight-only cut has nothing to refit on
         method = cut.compensate
@@ -214,6 +225,23 @@ def prune(
         removed_blocks=tuple(plan.remove_blocks),
     )
     return PruneResult(pruned, plan, report, scores)
+
+
+def _accept(check: VerifyReport | None) -> None:
+    """Refuse a cut that does not verify (groups inexact by nature excepted:
+    the report lists them); warn when the check could not see the cut."""
+    if check is None:
+        return
+    if not check.ok and not check.inexact:
+        raise VerificationError(
+            f"the cut model does not match the masked original (max rel {check.max_rel:.3g}, "
+            f"tolerance {check.tolerance:g}), so it is not returned; the model is unchanged. "
+            "Please report this with the model's class; meanwhile exclude the failing "
+            f"groups with ignore=[...].\n{check}",
+            report=check,
+        )
+    if check.weak:
+        warnings.warn(check.power_note().strip(), stacklevel=4)
 
 
 def _target(options: PlanOptions) -> str:

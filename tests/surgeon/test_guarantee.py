@@ -5,6 +5,8 @@ a reason and the model unchanged."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -89,3 +91,47 @@ def test_untouched_puts_back_attributes_buffers_modules_and_gradients():
     assert not diff(before, state_of(model))
     assert model[0].weight.grad is grad and model[1].weight.requires_grad and model.training
     assert len(model) == 2 and not hasattr(model[0], "table")
+
+
+@pytest.mark.parametrize("habit", HABITS)
+def test_prune_leaves_the_model_as_it_was_and_verifies_its_cut(habit):
+    model = plain_transformer(**{habit: True})
+    before = state_of(model)
+    result = surgeon.prune(model, 0.3, criterion="magnitude", inputs=token_ids(), progress=False)
+    assert not diff(before, state_of(model))
+    check = result.report.verification
+    assert check.ok and check.max_rel <= check.tolerance and not check.weak
+    before_blocks, after_blocks = result.report.block_params
+    assert 0.25 < 1 - after_blocks / before_blocks < 0.35  # ratio is of block parameters
+
+
+def test_prune_raises_with_the_model_unchanged_when_its_cut_does_not_verify(monkeypatch):
+    prune_module = sys.modules["surgeon.prune"]  # surgeon.prune is also the function
+
+    def faulty_apply(model, plan, **kwargs):  # a rewrite that got one slice wrong
+        pruned = surgeon.apply(model, plan, **kwargs)
+        with torch.no_grad():
+            pruned.blocks[0].mlp[2].weight[0, 0] += 1.0
+        return pruned
+
+    monkeypatch.setattr(prune_module, "apply", faulty_apply)
+    model = plain_transformer()
+    before = state_of(model)
+    with pytest.raises(surgeon.RewriteError, match="does not match the masked original") as err:
+        surgeon.prune(model, 0.3, criterion="magnitude", inputs=token_ids(), progress=False)
+    assert not err.value.report.ok and err.value.report.max_rel > 1e-3
+    assert not diff(before, state_of(model))
+
+
+def test_prune_says_when_its_check_could_not_see_the_cut():
+    model = plain_transformer()
+    with torch.no_grad():
+        for block in model.blocks:  # the MLPs barely reach the output
+            block.mlp[2].weight *= 1e-9
+            block.mlp[2].bias.zero_()
+    with pytest.warns(UserWarning, match="WEAK CHECK"):
+        result = surgeon.prune(
+            model, 0.3, criterion="magnitude", inputs=token_ids(), progress=False
+        )
+    assert result.report.verification.weak and result.report.verification.power < 1e-6
+    assert "WEAK CHECK" in str(result.report)
