@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from surgeon.analyzers.names import ParameterNames
+from surgeon.checkpoint.config_file import write_config
 from surgeon.checkpoint.provenance import Provenance, remember
 from surgeon.errors import SurgeonError
 from surgeon.plan.plan import Plan
@@ -45,8 +46,15 @@ def _materialise(signature: dict[str, Any], device: torch.device) -> tuple[tuple
     }
 
 
-def save(model: nn.Module, path: str | Path, format: str = "surgeon") -> Path:
+def save(
+    model: nn.Module,
+    path: str | Path,
+    format: str = "surgeon",
+    dtype: torch.dtype | str | None = None,
+) -> Path:
     """Write ``model`` to the directory ``path``; return the path.
+    ``dtype`` (``torch.bfloat16`` or ``"bfloat16"``) casts the floating-point
+    tensors on the way to disk; by default they keep the model's dtype.
     ``format="per_layer_config"`` also makes ``config.json`` carry transformers'
     per-layer overrides, for classes that build layers from them (refused, with
     nothing written, for the others: see :mod:`surgeon.export.per_layer`)."""
@@ -60,11 +68,12 @@ def save(model: nn.Module, path: str | Path, format: str = "surgeon") -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     aliases = ParameterNames(model).tied
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k not in aliases}
+    dtype = _dtype(dtype)
+    state = {k: _cast(v, dtype) for k, v in model.state_dict().items() if k not in aliases}
     if any(t.is_meta for t in state.values()):
         raise SurgeonError("cannot save a model whose weights are on the meta device")
     save_file(state, str(path / WEIGHTS), metadata={"format": "pt"})
-    write_description(model, path, {k: list(v.shape) for k, v in state.items()}, aliases)
+    write_description(model, path, {k: list(v.shape) for k, v in state.items()}, aliases, dtype)
     if layered is not None:
         layered.save_pretrained(path)
         manifest = json.loads((path / MANIFEST).read_text())
@@ -74,14 +83,20 @@ def save(model: nn.Module, path: str | Path, format: str = "surgeon") -> Path:
 
 
 def write_description(
-    model: nn.Module, path: Path, shapes: dict[str, list[int]], aliases: dict[str, str]
+    model: nn.Module,
+    path: Path,
+    shapes: dict[str, list[int]],
+    aliases: dict[str, str],
+    dtype: torch.dtype | None = None,
 ) -> bool:
     """Write config.json (and generation_config.json) and the manifest of the cut
     ``model`` (its weights may be on meta: streaming surgery writes them itself).
-    ``shapes`` are the saved tensors, ``aliases`` the tied names left out.
-    Returns whether plain ``from_pretrained`` loads the directory."""
+    ``shapes`` are the saved tensors, ``aliases`` the tied names left out,
+    ``dtype`` the floating-point dtype they were saved in (if cast).
+    Returns whether plain ``from_pretrained`` loads the directory; when it does
+    not, config.json makes it refuse, naming ``surgeon.load``."""
     provenance = Provenance.of(model) or Provenance.start(model)
-    loadable = _write_config(model, path)
+    loadable = write_config(model, path, dtype)
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_class": provenance.model_class,
@@ -218,26 +233,17 @@ def _check_shapes(model: nn.Module, state: dict[str, torch.Tensor], manifest: di
         )
 
 
-def _write_config(model: nn.Module, path: Path) -> bool:
-    """Write config.json; True if it alone describes the model (plain
-    ``from_pretrained`` works)."""
-    config = getattr(model, "config", None)
-    if not hasattr(config, "to_dict"):
-        return False
-    generation = getattr(model, "generation_config", None)
-    if generation is not None:
-        generation.save_pretrained(path)
-    from accelerate import init_empty_weights
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise SurgeonError(f"dtype {dtype!r}: give a floating-point dtype such as 'bfloat16'")
+    return value
 
-    try:
-        rebuilt_config = type(config).from_dict(config.to_dict())
-        with init_empty_weights(include_buffers=False):
-            rebuilt = type(model)(rebuilt_config)
-    except Exception:  # the config's validators, or the modules built from it
-        # (BERT, GPT-J, BART: "hidden size is not a multiple of the number of
-        # attention heads"), refuse the cut shapes: surgeon.load replays instead
-        type(config).from_dict(Provenance.of(model).original_config).save_pretrained(path)
-        return False
-    config.save_pretrained(path)
-    shapes = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
-    return shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+def _cast(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    tensor = tensor.detach()
+    if dtype is not None and tensor.is_floating_point():
+        tensor = tensor.to(dtype)
+    return tensor.contiguous()

@@ -46,16 +46,30 @@ def test_a_ragged_cut_reloads_with_surgeon_load_bit_for_bit(name, tmp_path):
     analysis = surgeon.analyze(model)
     first = analysis.by_kind("attention")[0]
     plan = surgeon.Plan(  # 6 query heads (not a divisor of hidden 64) in layer 0 only
-        {first.id: units_of({"kv": (0, 1), "q": (0, 1, 2)}, first)},
-        remove_blocks=(analysis.blocks[-1].name,),
+        {first.id: units_of({"kv": (0, 1), "q": (0, 1, 2)}, first)}
     )
     pruned = surgeon.apply(model, plan, analysis=analysis)
     surgeon.save(pruned, tmp_path)
     assert not json.loads((tmp_path / "surgeon.json").read_text())["plain_from_pretrained"]
+    with pytest.raises(Exception, match=r"surgeon\.load"):
+        hf.AutoModelForCausalLM.from_pretrained(tmp_path)
     loaded = surgeon.load(tmp_path)
     assert same_state(loaded, pruned)
     ids = torch.randint(0, 128, (2, 6))
     assert torch.equal(logits(loaded, ids), logits(pruned, ids))
+
+
+def test_save_casts_to_the_dtype_asked_for_and_load_keeps_it(tmp_path):
+    model = HF_MODELS["llama"]()
+    pruned = surgeon.apply(model, {"mlp@model.layers.0.mlp": list(range(40))})
+    surgeon.save(pruned, tmp_path, dtype="bfloat16")
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"
+    loaded = surgeon.load(tmp_path)
+    for name, tensor in pruned.named_parameters():
+        saved = loaded.get_parameter(name)
+        assert saved.dtype == torch.bfloat16 and torch.equal(saved, tensor.to(torch.bfloat16))
+    with pytest.raises(surgeon.SurgeonError, match="floating-point dtype"):
+        surgeon.save(pruned, tmp_path / "bad", dtype="int8")
 
 
 def test_chained_cuts_replay_in_order(tmp_path):

@@ -1,0 +1,137 @@
+"""``config.json`` of a saved cut: it describes the saved shapes, or it makes
+plain ``from_pretrained`` refuse the directory with a message naming ``surgeon.load``.
+
+A config holds one width per kind (``intermediate_size``, ``num_attention_heads``);
+a ragged cut (a different width per layer) has none, and neither has a cut
+whose shapes the config's own validators refuse. Writing the original or the
+cut config there would let ``from_pretrained`` build the wrong shapes and fail
+on a size mismatch that points at the user's code. Instead each width field
+that no longer holds is set to a sentence (``MARK``): transformers' configs are
+strict dataclasses (5.x), so loading fails on the field's type with the
+sentence in the message. Where no such field exists, ``architectures`` (a
+list) carries it; the refusal is checked after writing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from surgeon.analyzers import GroupKind
+from surgeon.checkpoint.provenance import Provenance
+from surgeon.errors import SurgeonError
+
+__all__ = ["MARK", "describes_itself", "refusal", "write_config"]
+
+MARK = (
+    "fx-surgeon: no single value describes the pruned model here (widths differ per "
+    "layer, or the config's validators refuse them; shapes in surgeon.json): "
+    "load this directory with surgeon.load(path)"
+)
+CONFIG = "config.json"
+# config fields holding one width per kind; attention's head counts apart
+_WIDTH_FIELDS = {
+    GroupKind.MLP: ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size"),
+    GroupKind.EXPERT_MLP: ("moe_intermediate_size", "intermediate_size"),
+    GroupKind.EXPERTS: ("num_local_experts", "num_experts"),
+    GroupKind.HIDDEN: ("hidden_size", "n_embd", "d_model"),
+    GroupKind.ATTENTION: ("num_attention_heads", "n_head", "num_heads", "num_key_value_heads"),
+}
+
+
+def describes_itself(model: nn.Module) -> bool:
+    """True if ``model.config`` alone rebuilds ``model``'s shapes, so plain
+    ``from_pretrained`` loads a saved copy."""
+    config = getattr(model, "config", None)
+    if not hasattr(config, "to_dict"):
+        return False
+    from accelerate import init_empty_weights
+
+    try:
+        rebuilt_config = type(config).from_dict(config.to_dict())
+        with init_empty_weights(include_buffers=False):
+            rebuilt = type(model)(rebuilt_config)
+    except Exception:  # the config's validators, or the modules built from it
+        # (BERT, GPT-J, BART: "hidden size is not a multiple of the number of
+        # attention heads"), refuse the cut shapes
+        return False
+    shapes = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    return shapes == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def write_config(model: nn.Module, path: Path, dtype: torch.dtype | None = None) -> bool:
+    """Write config.json (and generation_config.json) for the cut ``model`` saved
+    in ``dtype``; return whether plain ``from_pretrained`` loads the directory.
+    When it does not, config.json is marked so that loading it fails naming
+    ``surgeon.load`` (checked here)."""
+    config = getattr(model, "config", None)
+    if not hasattr(config, "to_dict"):
+        return False
+    generation = getattr(model, "generation_config", None)
+    if generation is not None:
+        generation.save_pretrained(path)
+    loadable = describes_itself(model)
+    config.to_json_file(path / CONFIG, use_diff=True)  # no validation: it may refuse the cut
+    data = json.loads((path / CONFIG).read_text())
+    if dtype is not None:
+        data["dtype"] = str(dtype).removeprefix("torch.")
+    if not loadable:
+        _mark(data, config, Provenance.of(model))
+    (path / CONFIG).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    if not loadable and refusal(path) is None:
+        data["architectures"] = MARK
+        (path / CONFIG).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        if refusal(path) is None:
+            raise SurgeonError(
+                f"{type(config).__name__} accepts any value in config.json, so plain "
+                f"from_pretrained would load '{path}' with wrong shapes: save it elsewhere"
+            )
+    return loadable
+
+
+def refusal(path: Path) -> str | None:
+    """The error plain ``AutoConfig.from_pretrained`` gives on ``path`` when it
+    names ``surgeon.load``; None when it loads."""
+    import transformers
+
+    try:
+        transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except Exception as error:  # the strict dataclass' validation error
+        return str(error) if "surgeon.load" in str(error) else None
+    return None
+
+
+def _mark(data: dict[str, Any], config, provenance: Provenance | None) -> None:
+    """Set every width field the cut left untrue (a kind cut to different widths
+    keeps its original value) to ``MARK``, in the text config where there is one."""
+    original = (provenance.original_config if provenance else None) or {}
+    section, before = data, original
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if text is not config:  # a composite config: widths live in its text config
+        key = next((k for k, v in vars(config).items() if v is text), None)
+        section = data.setdefault(key, {}) if key else data
+        before = original.get(key, {}) if key else original
+    kinds = _cut_kinds(provenance)
+    for kind, names in _WIDTH_FIELDS.items():
+        if kind not in kinds:
+            continue
+        for name in names:
+            value = getattr(text, name, None)
+            if isinstance(value, int) and value == before.get(name) and name in vars(text):
+                section[name] = MARK
+
+
+def _cut_kinds(provenance: Provenance | None) -> set[GroupKind]:
+    kinds = set()
+    for plan in provenance.plans if provenance else ():
+        for group_id, kept in plan.keep.items():
+            if len(kept) < plan.sizes.get(group_id, len(kept) + 1):
+                try:
+                    kinds.add(GroupKind(group_id.partition("@")[0]))
+                except ValueError:
+                    continue
+    return kinds
