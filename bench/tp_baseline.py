@@ -169,3 +169,66 @@ def _run(tp, base, importance, mlp_ratio, head_ratio, heads, example) -> nn.Modu
     for param in model.parameters():
         param.grad = None
     return model.eval()
+
+
+def tp_prune_vision(model: nn.Module, example_inputs, name: str, ratio: float) -> nn.Module:
+    """Torch-Pruning's own torchvision example (examples/torchvision_models/
+    torchvision_pruning.py, ``my_prune``) at channel ratio ``ratio``: group L1
+    magnitude, its per-model ignored layers, heads as channel groups of
+    ``nn.MultiheadAttention``, and ``hidden_dim`` fixed afterwards on a ViT.
+    Prunes ``model`` in place and returns it."""
+    import torch_pruning as tp
+
+    ignored = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == 1000]
+    if "ssd" in name:
+        ignored.append(model.head)
+    if name == "raft_large":
+        ignored += [model.corr_block, model.update_block, model.mask_predictor]
+    if "fasterrcnn" in name:
+        rpn, roi = model.rpn.head, model.roi_heads
+        ignored += [rpn.cls_logits, rpn.bbox_pred, model.backbone.fpn, roi]
+    if name == "fcos_resnet50_fpn":
+        head = model.head
+        ignored += [
+            head.classification_head.cls_logits,
+            head.regression_head.bbox_reg,
+            head.regression_head.bbox_ctrness,
+        ]
+    if name == "keypointrcnn_resnet50_fpn":
+        roi = model.roi_heads
+        ignored += [
+            model.rpn.head.cls_logits,
+            model.backbone.fpn.layer_blocks,
+            model.rpn.head.bbox_pred,
+            roi.box_head,
+            roi.box_predictor,
+            roi.keypoint_predictor,
+        ]
+    if name == "maskrcnn_resnet50_fpn_v2":
+        roi = model.roi_heads
+        ignored += [
+            model.rpn.head.cls_logits,
+            model.rpn.head.bbox_pred,
+            roi.box_predictor,
+            roi.mask_predictor,
+        ]
+    if name == "retinanet_resnet50_fpn_v2":
+        head = model.head
+        ignored += [head.classification_head.cls_logits, head.regression_head.bbox_reg]
+    heads = {m: m.num_heads for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+    for param in model.parameters():
+        param.requires_grad_(True)
+    pruner = tp.pruner.MetaPruner(
+        model,
+        example_inputs=example_inputs,
+        importance=tp.importance.GroupMagnitudeImportance(p=1),
+        pruning_ratio=ratio,
+        global_pruning=False,
+        ignored_layers=ignored,
+        num_heads=heads,
+    )
+    for group in pruner.step(interactive=True):
+        group.prune()
+    if hasattr(model, "conv_proj") and hasattr(model, "hidden_dim"):  # torchvision ViT
+        model.hidden_dim = model.conv_proj.out_channels
+    return model.eval()

@@ -1,0 +1,125 @@
+"""The vision section of docs/coverage.md, from the sweep's cached rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from doc_sections import replace_section
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "coverage.md"
+HEADING = "## Vision: torchvision and timm beside Torch-Pruning"
+COMMAND = "/work/venv-vision/bin/python bench/vision_coverage.py --write"
+
+
+def write_section(rows: dict, models, write: bool = False) -> str:
+    text = render(rows, models)
+    if write:
+        replace_section(DOC, HEADING, text, title="# Coverage")
+    return text
+
+
+def render(rows: dict, models) -> str:
+    ours = [rows.get((m.key, "surgeon")) for m in models]
+    theirs = [rows.get((m.key, "tp")) for m in models]
+    done = [m for m, a, b in zip(models, ours, theirs, strict=True) if a and b]
+    handled = sum(bool(r and r.get("handled")) for r in ours)
+    tp_handled = sum(bool(r and r.get("handled")) for r in theirs)
+    both = sum(
+        bool(a and a.get("handled") and b and b.get("handled"))
+        for a, b in zip(ours, theirs, strict=True)
+    )
+    lines = [
+        HEADING,
+        "",
+        f"Written by `{COMMAND}` (bench/vision_coverage.py; results cached in "
+        "bench/results/vision_coverage.jsonl). Models: Torch-Pruning 1.6.1's own torchvision "
+        "list (examples/torchvision_models: 85 models, classification, segmentation, "
+        "detection, optical flow) and twelve timm families (the smallest member of each), "
+        "random weights with BatchNorm statistics estimated on random batches, batch of "
+        "one 224x224 image (299 for Inception, 320 for detection, 256 for MobileViT).",
+        "",
+        '- fx-surgeon: `surgeon.prune(model, 0.3, criterion="magnitude", inputs=x)` with '
+        "every other option at its default (detection models: `submodules=` naming the "
+        "backbone and the heads). Handled = verified against the masked original with a "
+        "non-vacuous check (masking the removed units moves the outputs by more than 10x the "
+        "tolerance), the whole pruned model runs, and at least 25% of all parameters removed.",
+        "- Torch-Pruning: its own example's `my_prune` (group L1 magnitude, its per-model "
+        "ignored layers) at channel ratio 0.3. Handled = the pruner runs and the pruned model "
+        "runs with the original's output shapes (Torch-Pruning has no equivalence check).",
+        "",
+        f"**fx-surgeon handled {handled} of {len(models)}; Torch-Pruning {tp_handled} of "
+        f"{len(models)}; both {both}.** ({len(done)} of {len(models)} models have both rows.)",
+        "",
+    ]
+    removed = sorted(r["removed"] for r in ours if r and r.get("handled"))
+    tp_removed = sorted(r["removed"] for r in theirs if r and r.get("handled"))
+    if removed and tp_removed:
+        lines += [
+            f"Median parameters removed where handled: fx-surgeon {_median(removed):.1%}, "
+            f"Torch-Pruning {_median(tp_removed):.1%}.",
+            "",
+        ]
+    causes = Counter(_cause(r) for r in ours if r and not r.get("handled"))
+    if causes:
+        lines += ["### Why fx-surgeon did not handle a model", ""]
+        for cause, count in causes.most_common():
+            example = next(
+                m.key
+                for m, r in zip(models, ours, strict=True)
+                if r and not r.get("handled") and _cause(r) == cause
+            )
+            lines.append(f"- {count} x {cause} (e.g. {example})")
+        lines.append("")
+    lines += [
+        "### Per model",
+        "",
+        "| model | task | params | fx-surgeon removed | verify (power) | handled "
+        "| TP removed | TP handled | note |",
+        "|---|---|---:|---:|---|---|---:|---|---|",
+    ]
+    for m, a, b in zip(models, ours, theirs, strict=True):
+        lines.append(_row(m, a, b))
+    return "\n".join(lines) + "\n"
+
+
+def _row(m, a, b) -> str:
+    params = (a or b or {}).get("params")
+    cells = [m.key, m.task, f"{params / 1e6:.1f}M" if params else "-"]
+    if a is None:
+        cells += ["-", "not run", "-"]
+    elif "error" in a:
+        cells += ["-", "error", "no"]
+    else:
+        power = a.get("power")
+        check = ("ok" if a["ok"] else "MISMATCH") + (f" ({power:.2g})" if power else "")
+        if a.get("weak"):
+            check += " weak"
+        cells += [f"{a['removed']:.1%}", check, "yes" if a.get("handled") else "no"]
+    if b is None:
+        cells += ["-", "not run"]
+    else:
+        cells += [f"{b['removed']:.1%}" if "removed" in b else "-", _yes(b)]
+    notes = [n for n in ((a or {}).get("why") or (a or {}).get("error"), _tp_note(b)) if n]
+    cells.append("; ".join(notes).replace("|", "/")[:200])
+    return "| " + " | ".join(cells) + " |"
+
+
+def _tp_note(b) -> str:
+    if not b or b.get("handled"):
+        return ""
+    return "TP: " + (b.get("why") or b.get("error") or "")
+
+
+def _yes(row) -> str:
+    return "yes" if row.get("handled") else "no"
+
+
+def _cause(row: dict) -> str:
+    text = row.get("why") or row.get("error") or "unknown"
+    return text.split(" (at ")[0].split(":")[0] if "error" in row else text.split(" (")[0]
+
+
+def _median(values: list[float]) -> float:
+    return values[len(values) // 2]
