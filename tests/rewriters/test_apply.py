@@ -65,7 +65,10 @@ def test_a_hidden_cut_is_reported_as_not_exact_with_its_error():
     assert pruned.model.layers[0].input_layernorm.weight.shape == (32,)
 
 
-def test_channels_with_zero_weights_are_removed_with_bit_identical_outputs():
+def test_channels_with_zero_weights_are_removed_with_equal_outputs():
+    # Equal to float rounding, not bit for bit: a matrix product over 93 columns
+    # sums in another order than over 96 with three zeros (MKL picks its blocking
+    # by shape), 3e-8 apart on this machine.
     model = HF_MODELS["llama"]()
     dead = [3, 10, 50]
     with torch.no_grad():
@@ -78,7 +81,8 @@ def test_channels_with_zero_weights_are_removed_with_bit_identical_outputs():
     )
     ids = torch.randint(0, 128, (2, 8))
     with torch.no_grad():
-        assert torch.equal(model(ids).logits, pruned(ids).logits)
+        difference = (model(ids).logits - pruned(ids).logits).abs().max().item()
+    assert difference < 1e-6
     assert pruned.model.layers[0].mlp.down_proj.in_features == 93
 
 
