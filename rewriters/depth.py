@@ -7,7 +7,7 @@ by) and the config follows: ``num_hidden_layers`` and per-layer lists such as
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from torch import nn
 
@@ -15,10 +15,32 @@ from surgeon.analyzers import Block
 
 from .transaction import Transaction
 
-__all__ = ["remove_blocks"]
+__all__ = ["remove_blocks", "renumbered"]
 
 _LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layer", "num_layers")
 _PER_LAYER_FIELDS = ("layer_types",)
+
+
+def renumbered(removed_blocks: Sequence[str]) -> Callable[[str], str | None]:
+    """A dotted name of the original model -> its name once ``removed_blocks``
+    are gone (a ModuleList renumbers what follows), or None if it went with them."""
+    gone: dict[str, list[int]] = {}
+    for name in removed_blocks:
+        parent, _, index = name.rpartition(".")
+        if index.isdigit():
+            gone.setdefault(parent + ".", []).append(int(index))
+
+    def rename(name: str) -> str | None:
+        for prefix, indices in gone.items():
+            head, dot, rest = name.removeprefix(prefix).partition(".")
+            if name.startswith(prefix) and head.isdigit():
+                number = int(head)
+                if number in indices:
+                    return None
+                return f"{prefix}{number - sum(i < number for i in indices)}{dot}{rest}"
+        return name
+
+    return rename
 
 
 def remove_blocks(model: nn.Module, blocks: Iterable[Block], tx: Transaction) -> None:

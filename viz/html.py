@@ -7,8 +7,10 @@ tag and drawn by plain JavaScript, which inserts every name and reason as text
 (``textContent``), never as markup; the JSON escapes ``<``, ``>`` and ``&`` so
 no group id can close the tag. The page shows the groups in a sortable,
 filterable table; clicking one lists its members (with before/after shapes when
-a pruned analysis is given, matched by parameter name) and its scores; then
-the repeated blocks, residual and removable.
+a pruned analysis is given, matched by parameter name through the removed
+blocks: after ``model.layers.3`` goes, the original ``model.layers.4`` is the
+cut model's ``model.layers.3``) and its scores; then the repeated blocks,
+residual and removable.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import html
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from surgeon.analyzers.analysis import Analysis
 from surgeon.errors import InputError
+from surgeon.rewriters.depth import renumbered
 from surgeon.viz import group_colors, units_text
 
 __all__ = ["html_report"]
@@ -30,11 +33,15 @@ def html_report(
     analysis: Analysis,
     pruned_analysis: Analysis | None = None,
     scores: Mapping[str, Sequence[float]] | None = None,
+    removed_blocks: Sequence[str] = (),
 ) -> str:
     """The report as one HTML document. ``pruned_analysis`` (the analysis of the
-    cut model) adds units and shapes after the cut; ``scores`` maps group ids to
+    cut model) adds units and shapes after the cut; ``removed_blocks`` (the
+    plan's ``remove_blocks``) says which original blocks it lacks, so later
+    blocks are matched under their new numbers; ``scores`` maps group ids to
     one importance value per unit, drawn as a bar chart per group."""
-    data = _payload(analysis, pruned_analysis, _checked(analysis, scores or {}))
+    rename = renumbered(removed_blocks)
+    data = _payload(analysis, pruned_analysis, _checked(analysis, scores or {}), rename)
     blob = json.dumps(data, allow_nan=False, separators=(",", ":"))
     blob = blob.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     title = html.escape(f"fx-surgeon: {analysis.model_class}")
@@ -64,7 +71,20 @@ def _param_count(analysis: Analysis) -> int:
     return sum({m.param: math.prod(m.shape) for m in members}.values())
 
 
-def _payload(analysis: Analysis, pruned: Analysis | None, scores: dict[str, list]) -> dict:
+def _renamed_group(group_id: str, rename: Callable[[str], str | None]) -> str | None:
+    kind, at, module = group_id.partition("@")
+    if not at:
+        return group_id
+    module = rename(module)
+    return None if module is None else f"{kind}@{module}"
+
+
+def _payload(
+    analysis: Analysis,
+    pruned: Analysis | None,
+    scores: dict[str, list],
+    rename: Callable[[str], str | None],
+) -> dict:
     """The analysis as plain data (``Group.to_dict`` plus what the page shows)."""
     colors = group_colors(analysis)
     shapes = {m.param: list(m.shape) for g in pruned.groups for m in g.members} if pruned else {}
@@ -73,8 +93,9 @@ def _payload(analysis: Analysis, pruned: Analysis | None, scores: dict[str, list
     for group in analysis.groups:
         entry = group.to_dict()
         for member, original in zip(entry["members"], group.members, strict=True):
-            member.update(layout=str(original.layout), after=shapes.get(original.param))
-        after = sizes.get(group.id, 0) if pruned else None
+            after = shapes.get(rename(original.param) or "")
+            member.update(layout=str(original.layout), after=after)
+        after = sizes.get(_renamed_group(group.id, rename) or "", 0) if pruned else None
         entry.update(units=units_text(group), color=colors[group.id], after=after)
         groups.append({**entry, "scores": scores.get(group.id)})
     after = {"params": _param_count(pruned), "blocks": len(pruned.blocks)} if pruned else None
