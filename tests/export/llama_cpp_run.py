@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+F32 = 0  # GGML_TYPE_F32: llama.cpp keeps its KV cache in f16 unless told otherwise
+
 
 def llama_cpp(path: Path, **options):
     from llama_cpp import Llama
 
-    return Llama(
-        str(path), n_ctx=256, n_threads=2, logits_all=True, verbose=False, seed=0, **options
-    )
+    settings = dict(n_ctx=256, n_threads=2, logits_all=True, verbose=False, seed=0)
+    settings.update(type_k=F32, type_v=F32)  # compare f32 weights with f32 arithmetic
+    return Llama(str(path), **{**settings, **options})
 
 
 def cpp_logits_and_greedy(path: Path, ids: list[int], steps: int) -> tuple[np.ndarray, list[int]]:
