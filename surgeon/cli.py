@@ -40,19 +40,20 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"\ncut: half of every MLP, one of two KV groups per layer, {removed}")
     print(f"parameters: {before:,} -> {after:,} ({after / before:.1%})")
     print(report)
-    pictures = _demo_pictures(analysis, pruned, Path(args.output))
+    pictures = _demo_pictures(analysis, pruned, Path(args.output), plan.remove_blocks)
     print("pictures:", ", ".join(str(p) for p in pictures))
     return 0 if report.ok else 1
 
 
-def _demo_pictures(analysis, pruned, directory: Path) -> list[Path]:
+def _demo_pictures(analysis, pruned, directory: Path, removed_blocks=()) -> list[Path]:
     """The dependency graph and the HTML report of the demo cut."""
     from surgeon import analyze
     from surgeon.viz import GraphvizNotFound, html_report, render, to_dot
 
     directory.mkdir(parents=True, exist_ok=True)
     report = directory / "report.html"
-    report.write_text(html_report(analysis, analyze(pruned)), encoding="utf-8")
+    page = html_report(analysis, analyze(pruned), removed_blocks=removed_blocks)
+    report.write_text(page, encoding="utf-8")
     written = [report]
     try:
         written.append(render(to_dot(analysis), directory / "graph.svg"))
@@ -104,7 +105,8 @@ def _prune(args: argparse.Namespace) -> int:
 
     from surgeon import prune, save
     from surgeon.calibrate.criteria import CRITERIA
-    from surgeon.checkpoint.directory import load_directory, model_directory
+    from surgeon.checkpoint.config_file import loading_note
+    from surgeon.checkpoint.directory import checkpoint_dtype, load_directory, model_directory
     from surgeon.prune import split_options
 
     options = flag_values(args, args.option_names)
@@ -119,13 +121,16 @@ def _prune(args: argparse.Namespace) -> int:
     for flag, path in (("--calib", args.calib), ("--eval", args.eval)):
         if path and not Path(path).is_file():
             raise SurgeonError(f"{flag}: no such file '{path}'")
+    if args.report and Path(args.report).suffix != ".html":
+        raise SurgeonError(f"--report writes an HTML page: give a .html file, not '{args.report}'")
     directory = model_directory(args.path)
     output = Path(args.output)
     if output.exists() and any(output.iterdir()):
         raise SurgeonError(f"output directory '{output}' is not empty")
     _phase(f"loading {directory}")
     model = load_directory(directory)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(directory) if args.calib else None
+    needs_tokenizer = args.calib or args.eval
+    tokenizer = transformers.AutoTokenizer.from_pretrained(directory) if needs_tokenizer else None
     result = prune(model, args.ratio, calib=args.calib, tokenizer=tokenizer, **options)
     print(result.report)
     if args.eval:
@@ -137,16 +142,34 @@ def _prune(args: argparse.Namespace) -> int:
             perplexity(m, windows, window=scoring.length) for m in (model, result.model)
         )
         print(f"perplexity on {args.eval}: {before:.3f} -> {after:.3f} ({after / before:.2f}x)")
-    _phase(f"saving to {output}")
+    dtype = checkpoint_dtype(directory) if args.dtype == "auto" else args.dtype
+    _phase(f"saving to {output} in {str(dtype or 'float32').removeprefix('torch.')}")
     try:
-        save(result.model, output)
+        save(result.model, output, dtype=dtype)
         if (directory / "tokenizer_config.json").is_file():
             transformers.AutoTokenizer.from_pretrained(directory).save_pretrained(output)
     except Exception:
         shutil.rmtree(output, ignore_errors=True)
         raise
     print(f"saved to {output}")
+    print(loading_note(output))
+    if args.report:
+        _html_report(model, result, args.report)
     return 0
+
+
+def _html_report(model, result, path: str) -> None:
+    """The HTML report of the cut: groups before and after, scores."""
+    from surgeon import analyze
+    from surgeon.viz import html_report
+
+    _phase(f"writing {path}")
+    before = analyze(model)
+    known = {group.id for group in before.groups}
+    scores = {k: v.tolist() for k, v in result.scores.items() if k in known}
+    page = html_report(before, analyze(result.model), scores, result.plan.remove_blocks)
+    Path(path).write_text(page, encoding="utf-8")
+    print(f"report: {path}")
 
 
 def _phase(text: str) -> None:
@@ -175,32 +198,14 @@ def _prune_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from surgeon import Plan, verify
-    from surgeon.checkpoint.directory import load_directory
-    from surgeon.checkpoint.persist import MANIFEST
+    """Replay the saved plans on the original, verify each step, and compare the
+    saved tensors with the verified cut (see surgeon.checkpoint.recheck)."""
+    from surgeon.checkpoint.recheck import recheck
 
-    manifest_path = Path(args.pruned) / MANIFEST
-    if not manifest_path.is_file():
-        raise SurgeonError(f"no {MANIFEST} in '{args.pruned}': not written by surgeon.save")
-    manifest = json.loads(manifest_path.read_text())
-    plans = manifest["plans"]
-    if manifest.get("compensation"):
-        checked = manifest.get("verified_cut") or {}
-        print(
-            f"'{args.pruned}' was compensated after the cut ({manifest['compensation']}): "
-            "its weights differ from the masked original by design. The cut itself was "
-            f"verified when it was made: max rel {checked.get('max_rel', float('nan')):.3g}."
-        )
-        return 0
-    if len(plans) != 1:
-        raise SurgeonError(
-            f"'{args.pruned}' was made by {len(plans)} chained plans; "
-            "verify checks one plan against the original"
-        )
-    original = load_directory(args.original)
-    report = verify(original, load_directory(args.pruned), Plan.from_dict(plans[0]))
-    print(report)
-    return 0 if report.ok or report.inexact else 1
+    _phase(f"replaying the plans of {args.pruned} on {args.original}")
+    result = recheck(args.original, args.pruned)
+    print(result)
+    return 0 if result.ok else 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -237,6 +242,14 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument("--calib", help="calibration text file")
     prune.add_argument("--eval", help="text file for perplexity before and after")
     prune.add_argument("-o", "--output", required=True, help="directory to save to")
+    prune.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="dtype of the saved weights (default: auto, the checkpoint's own; "
+        "the cut is computed in float32)",
+    )
+    prune.add_argument("--report", help="also write the HTML report of the cut to this .html file")
     prune.add_argument(
         "--speed",
         action="store_true",

@@ -25,7 +25,7 @@ from surgeon.analyzers import GroupKind
 from surgeon.checkpoint.provenance import Provenance
 from surgeon.errors import SurgeonError
 
-__all__ = ["MARK", "describes_itself", "refusal", "write_config"]
+__all__ = ["MARK", "describes_itself", "loading_note", "refusal", "write_config"]
 
 MARK = (
     "fx-surgeon: no single value describes the pruned model here (widths differ per "
@@ -91,6 +91,22 @@ def write_config(model: nn.Module, path: Path, dtype: torch.dtype | None = None)
                 f"from_pretrained would load '{path}' with wrong shapes: save it elsewhere"
             )
     return loadable
+
+
+def loading_note(path: str | Path) -> str:
+    """One line for the user: how the saved directory ``path`` loads."""
+    path = Path(path)
+    if json.loads((path / "surgeon.json").read_text()).get("plain_from_pretrained"):
+        return (
+            f"loads with plain transformers: from_pretrained('{path}') (config.json describes "
+            "every layer); surgeon.load works too"
+        )
+    if not (path / CONFIG).is_file():
+        return f"not a transformers model: reload with surgeon.load('{path}', model=<fresh copy>)"
+    return (
+        f"plain from_pretrained refuses it (no config.json can describe these shapes; it says "
+        f"so): load it with surgeon.load('{path}')"
+    )
 
 
 def refusal(path: Path) -> str | None:

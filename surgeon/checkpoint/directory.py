@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from surgeon.errors import SurgeonError
 
-__all__ = ["load_directory", "model_directory"]
+__all__ = ["checkpoint_dtype", "load_directory", "model_directory"]
 
 
 def model_directory(path: str | Path) -> Path:
@@ -27,11 +28,11 @@ def load_directory(path: str | Path, weights: bool = True) -> nn.Module:
     or the directory has none."""
     import transformers
 
-    from surgeon.checkpoint.persist import MANIFEST, load
+    from surgeon.checkpoint.persist import MANIFEST, load, read_manifest, replay
 
     directory = model_directory(path)
-    if weights and (directory / MANIFEST).is_file():
-        return load(directory)
+    if (directory / MANIFEST).is_file():  # its config.json may not describe it: replay
+        return load(directory) if weights else replay(read_manifest(directory)).eval()
     has_weights = any(directory.glob("*.safetensors"))
     config = transformers.AutoConfig.from_pretrained(directory, trust_remote_code=False)
     model_class = _auto_class(config)
@@ -41,6 +42,30 @@ def load_directory(path: str | Path, weights: bool = True) -> nn.Module:
         ).eval()
     with torch.device("meta"):
         return model_class.from_config(config, trust_remote_code=False).eval()
+
+
+def checkpoint_dtype(path: str | Path) -> torch.dtype | None:
+    """The floating-point dtype most of the directory's weights are stored in
+    (from the safetensors headers), else the config's ``dtype``; None if neither
+    says. ``load_directory`` computes in float32; saving in this dtype keeps a
+    bfloat16 checkpoint bfloat16 on disk."""
+    from surgeon.checkpoint.shards import open_checkpoint
+
+    directory = model_directory(path)
+    counts: dict[torch.dtype, int] = {}
+    try:
+        entries = open_checkpoint(directory).values()
+    except SurgeonError:
+        entries = ()
+    for entry in entries:
+        if entry.torch_dtype.is_floating_point:
+            counts[entry.torch_dtype] = counts.get(entry.torch_dtype, 0) + entry.nbytes
+    if counts:
+        return max(counts, key=counts.get)
+    config = json.loads((directory / "config.json").read_text())
+    named = config.get("dtype") or config.get("torch_dtype")
+    value = getattr(torch, named, None) if isinstance(named, str) else None
+    return value if isinstance(value, torch.dtype) else None
 
 
 def _auto_class(config):
