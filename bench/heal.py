@@ -57,11 +57,13 @@ SWEEP = (  # (label, options) at 50% widths, 5M tokens
     ("seq 256, batch 64", {"seq_len": 256, "batch_size": 64}),
 )
 GROUPS = {  # group -> (variants, recipe changes, label)
-    "default": (("20% widths", "50% widths", "50% layers=auto"), {}, "default recipe"),
+    "default": (("50% widths", "20% widths", "50% layers=auto"), {}, "default recipe"),
     "ce": (("50% widths",), {"ce_weight": 1.0}, "cross-entropy only"),
     "lora": (("50% widths",), {"lora": True}, "LoRA (rank 64)"),
     "iterative": (("50% widths",), {"steps": 2}, "iterative, 2 cuts"),
     "moe": (("moe 50% widths",), {}, "default recipe"),
+    "auto": (("50% layers=auto",), {}, "default recipe"),
+    "lora-lr": (("50% widths",), {"lora": True, "lr": 4e-3}, "LoRA (rank 64), lr 4e-3"),
 }
 
 
@@ -185,10 +187,10 @@ class Bench:
         self.recipe = dict(best["options"])
         self.write({"group": "chosen", "recipe": self.recipe, "from": best["label"]})
 
-    def table(self, group: str) -> None:
+    def table(self, group: str, budgets) -> None:
         variants, changes, label = GROUPS[group]
         for variant in variants:
-            for tokens in self.args.budgets:
+            for tokens in budgets:
                 if self.time_left():
                     self.run(group, variant, label, tokens, changes)
 
@@ -201,7 +203,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fixtures", default=str(FIXTURES))
     parser.add_argument("--out", default="heal-rows.jsonl")
-    parser.add_argument("--only", nargs="+", default=["sweep", *GROUPS])
+    parser.add_argument(
+        "--only", nargs="+", default=["sweep", *GROUPS], help="GROUP[:MILLIONS,...] to run"
+    )
     parser.add_argument("--recipe", default="{}", help="JSON options when the sweep is skipped")
     parser.add_argument("--budgets", type=int, nargs="+", default=list(BUDGETS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every token count")
@@ -225,11 +229,13 @@ def main() -> None:
         return
     bench = Bench(args)
     bench.recipe = json.loads(args.recipe)
-    for group in args.only:
+    for spec in args.only:  # GROUP or GROUP:1,5,10 (millions of tokens)
+        group, _, millions = spec.partition(":")
         if group == "sweep":
             bench.sweep()
         else:
-            bench.table(group)
+            budgets = [int(float(m) * 1e6) for m in millions.split(",")] if millions else None
+            bench.table(group, budgets or args.budgets)
 
 
 if __name__ == "__main__":

@@ -248,7 +248,7 @@ class _Run:
         acc = self.accelerator
         acc.wait_for_everyone()
         model = merged(acc.unwrap_model(self.model, keep_fp32_wrapper=False))
-        if getattr(model, "is_gradient_checkpointing", False):
+        if self.options.gradient_checkpointing and hasattr(model, "gradient_checkpointing_disable"):
             model.gradient_checkpointing_disable()
         model.requires_grad_(True).eval()
         provenance = Provenance.of(model)
