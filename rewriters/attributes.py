@@ -19,6 +19,7 @@ from torch import nn
 
 from surgeon.analyzers import Analysis, Group, GroupKind
 
+from .attribute_table import set_width_attributes
 from .patterns import update_pattern_layers
 from .resolve import GroupCut
 from .transaction import Transaction
@@ -39,9 +40,10 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
     "split_size": lambda kv, q, hd: kv * q * hd,
 }
 _WIDTH_ATTRS = {
-    GroupKind.MLP: ("intermediate_size", "ffn_dim", "intermediate_dim"),
+    # kv_lora_rank: MLA splits its compressed KV by it (DeepSeek-V2/V3)
+    GroupKind.MLP: ("intermediate_size", "ffn_dim", "intermediate_dim", "kv_lora_rank"),
     GroupKind.EXPERT_MLP: ("intermediate_dim", "intermediate_size", "moe_intermediate_size"),
-    GroupKind.EXPERTS: ("num_experts", "num_local_experts"),
+    GroupKind.EXPERTS: ("num_experts", "num_local_experts", "n_routed_experts"),
     GroupKind.HIDDEN: ("hidden_size", "hidden_dim", "d_model", "embed_dim", "n_embd"),
 }
 _CONFIG_FIELDS = {
@@ -71,11 +73,10 @@ def update_attributes(
     copies: dict[int, object] = {}
     for cut in cuts:
         modules = _owners(model, cut.group)
+        paths = _owner_paths(cut.group)
         for old, new, names in _changes(cut):
-            for module in modules:
-                for name in names:
-                    if getattr(module, name, None) == old:
-                        tx.set(module, name, new)
+            for path, module in zip(paths, modules, strict=True):
+                set_width_attributes(module, path, names, old, new, tx)
         if cut.group.kind == GroupKind.ATTENTION:
             (kv, q), (kv2, q2), head_dim = _attention_sizes(cut)
             named = [(path, model.get_submodule(path)) for path in _owner_paths(cut.group)]
@@ -167,11 +168,15 @@ def _update_config(config, prunable: list[Group], cuts: list[GroupCut], tx: Tran
             _set_heads(text, old, final, groups[0].head_dim or 1, tx)
             continue
         old = groups[0].size
-        for name in _CONFIG_FIELDS[kind]:
-            if getattr(text, name, None) == old:
-                if kind == GroupKind.HIDDEN:
-                    _pin_head_dim(text, tx)
-                tx.set(text, name, final)
+        names = [n for n in _CONFIG_FIELDS[kind] if getattr(text, n, None) == old]
+        if not names and kind == GroupKind.MLP:
+            # a field left None means "derived" (GPT-2's n_inner: 4 x n_embd):
+            # the cut width is written explicitly instead
+            names = [n for n in _CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
+        for name in names:
+            if kind == GroupKind.HIDDEN:
+                _pin_head_dim(text, tx)
+            tx.set(text, name, final)
 
 
 def _final(group: Group, cut: GroupCut | None):

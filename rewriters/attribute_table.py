@@ -1,0 +1,87 @@
+"""Which attributes each module class reads about its group's width: a table.
+
+Model code keeps head counts and widths as plain attributes (``num_key_value_groups``
+on Llama's attention, ``split_size`` on GPT-2's, ``all_head_size`` on BERT's).
+For a class in :data:`ATTRIBUTES`, exactly the attributes listed there are
+updated after a cut. A class the table does not know goes through the generic
+path, which updates any attribute of a known name whose value equals the old
+width, and says so in the ``surgeon.rewriters`` log, so a new class is added
+here once it is seen, not guessed at forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from torch import nn
+
+from .transaction import Transaction
+
+__all__ = ["ATTRIBUTES", "set_width_attributes"]
+
+log = logging.getLogger("surgeon.rewriters")
+
+# module class name -> the width attributes its forward reads (no other attribute of
+# the generic names is touched on it). Each entry was seen updated by the generic
+# path in a cut that verify then proved (tests/rewriters/test_attribute_table.py
+# re-derives them), on transformers 5.23.
+ATTRIBUTES: dict[str, frozenset[str]] = {
+    name: frozenset(attrs)
+    for name, attrs in {
+        "BertSelfAttention": ("all_head_size", "num_attention_heads"),
+        "FalconAttention": ("num_heads", "num_kv_heads", "split_size"),
+        "GPT2Attention": ("num_heads", "split_size"),
+        "Gemma3Attention": ("num_key_value_groups",),
+        "Gemma3MLP": ("intermediate_size",),
+        "LlamaAttention": ("num_key_value_groups",),
+        "LlamaMLP": ("intermediate_size",),
+        "MistralAttention": ("num_key_value_groups",),
+        "MistralMLP": ("intermediate_size",),
+        "MixtralAttention": ("num_key_value_groups",),
+        "MixtralExperts": ("intermediate_dim", "num_experts"),
+        "MixtralTopKRouter": ("num_experts",),
+        "OPTAttention": ("num_heads",),
+        "Phi3Attention": ("num_key_value_groups", "num_key_value_heads"),
+        "Qwen2Attention": ("num_key_value_groups",),
+        "Qwen2MLP": ("intermediate_size",),
+        "Qwen3Attention": ("num_key_value_groups",),
+        "Qwen3MLP": ("intermediate_size",),
+        "Qwen3MoeAttention": ("num_key_value_groups",),
+        "Qwen3MoeExperts": ("intermediate_dim", "num_experts"),
+        "Qwen3MoeTopKRouter": ("num_experts",),
+        "T5Attention": ("inner_dim", "n_heads"),
+        "ViTAttention": ("num_attention_heads",),
+    }.items()
+}
+
+
+def set_width_attributes(
+    module: nn.Module, path: str, names: Iterable[str], old: int, new: int, tx: Transaction
+) -> None:
+    """Set the attributes among ``names`` that ``module``'s class reads (the table),
+    or, for a class the table does not know, every one that equals ``old`` (logged)."""
+    known = _known(module)
+    for name in names:
+        if getattr(module, name, None) != old or isinstance(getattr(module, name), bool):
+            continue
+        if known is None:
+            log.info(
+                "generic attribute update: %s (%s).%s %d -> %d; add the class to "
+                "surgeon.rewriters.attribute_table.ATTRIBUTES once checked",
+                path or "<root>",
+                type(module).__name__,
+                name,
+                old,
+                new,
+            )
+        elif name not in known:
+            continue
+        tx.set(module, name, new)
+
+
+def _known(module: nn.Module) -> frozenset[str] | None:
+    for cls in type(module).__mro__:
+        if cls.__name__ in ATTRIBUTES:
+            return ATTRIBUTES[cls.__name__]
+    return None
