@@ -156,8 +156,7 @@ def score_group(
     """Per-unit scores of ``group`` and the criterion actually used. With
     ``standardise=False`` a criterion that standardises (FLAP) returns its raw,
     non-negative scores (for the planner's ``relative`` allocation)."""
-    if criterion not in CRITERIA:
-        raise KeyError(f"unknown criterion '{criterion}'; known: {', '.join(sorted(CRITERIA))}")
+    check_criterion(criterion)
     if criterion == "random":
         return torch.rand(group.size, generator=generator, dtype=torch.float64), criterion
     used = criterion
