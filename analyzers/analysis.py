@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import networkx as nx
@@ -21,6 +21,7 @@ from .groups import Block, Group
 from .names import ParameterNames
 from .propagate import propagate
 from .sizes import ModelSize
+from .submodules import Parts
 
 __all__ = ["Analysis", "AnalyzeOptions", "analyze"]
 
@@ -29,8 +30,12 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class AnalyzeOptions:
-    """Options of :func:`analyze` (keyword arguments); none yet, and unknown
-    names are refused rather than ignored."""
+    """Options of :func:`analyze` (keyword arguments); unknown names are
+    refused rather than ignored."""
+
+    # capture only these submodules, wired as the model calls them
+    # (analyzers/submodules.py): for a detector's backbone and heads
+    submodules: tuple[str, ...] = ()
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> AnalyzeOptions:
@@ -51,15 +56,27 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     ``inputs`` is a tensor, a tuple of positional args, a dict of keyword args or
     an ``(args, kwargs)`` pair; without it, inputs are derived from a Hugging Face
     model's config. The model may live on the meta device. It is not modified.
+
+    ``submodules=["backbone", "rpn.head", ...]`` captures only those
+    submodules, for a model whose own forward does not export (a detector's
+    data-dependent post-processing): the model runs once on ``inputs``, and
+    the chosen submodules are analysed as the model wired them, on what they
+    received (:class:`~surgeon.analyzers.submodules.Parts`). A plan made on
+    that analysis applies to the whole model.
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"analyze expects a torch.nn.Module, not {type(model).__name__}")
-    AnalyzeOptions.from_kwargs(options)
+    chosen = AnalyzeOptions.from_kwargs(options).submodules
     check_dtypes(model)
     if has_accelerate_hooks(model):  # dispatched by accelerate: analyse its structure
         model, inputs = meta_skeleton(model), to_meta(inputs)
     args, kwargs = example_inputs(model) if inputs is None else normalise_inputs(inputs)
     check_devices(model, args, kwargs)
+    if chosen:
+        parts = Parts(model, list(chosen), args, kwargs)
+        analysis = analyze(parts, (parts.inputs, {}))
+        names = ", ".join(parts.names)
+        return replace(analysis, model_class=f"{parts.model_class} ({names})", parts=parts)
     captured = capture(model, args, kwargs)
     coupling = propagate(captured)
     names = ParameterNames(model)
@@ -97,6 +114,8 @@ class Analysis:
     )
     # parameters held and read per token: what a speed estimate needs (surgeon.plan.depth)
     size: ModelSize | None = field(default=None, repr=False, compare=False)
+    # the captured submodules when analyze(..., submodules=...) chose them
+    parts: Parts | None = field(default=None, repr=False, compare=False)
 
     @property
     def frozen(self) -> tuple[Group, ...]:

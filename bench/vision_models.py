@@ -11,6 +11,10 @@ trained networks never have: activations then shrink or blow up with depth,
 and a check that masks removed channels may see nothing (GoogLeNet's output
 moved by 1e-11). :func:`build` re-estimates them on random batches, as a
 trained model's were on its data, so the equivalence checks can see a cut.
+For the same reason, weights that random initialisation leaves at zero
+(torchvision ViT's classifier) get small random values, and layer scales
+initialised near zero (ConvNeXt's 1e-6) start at 1: otherwise every output
+is the same whatever is removed.
 """
 
 from __future__ import annotations
@@ -186,6 +190,8 @@ def _torchvision() -> list[VisionModel]:
         kwargs = {"weights_backbone": None}
         if "ssd" not in name:
             kwargs["trainable_backbone_layers"] = 5  # BatchNorm2d, not FrozenBatchNorm2d
+        if family in ("maskrcnn", "keypointrcnn"):
+            kwargs["box_score_thresh"] = 0.0  # random scores: keep boxes for the mask heads
         models.append(
             VisionModel(
                 name, "torchvision", "detection", kwargs, 320, tuple(DETECTION_PARTS[family])
@@ -220,8 +226,21 @@ def build(spec: VisionModel) -> tuple[nn.Module, Any]:
         inputs = ([x[0]],)  # a list of images, as detection models take them
     else:
         inputs = x
+    _wake_silent_weights(model)
     _estimate_batch_norm(model.backbone if spec.task == "detection" else model, spec)
     return model.eval(), inputs
+
+
+def _wake_silent_weights(model: nn.Module) -> None:
+    with torch.no_grad():
+        for param in model.parameters():
+            first = param.flatten()[0]
+            if param.numel() < 2 or not bool((param == first).all()):
+                continue
+            if param.dim() >= 2 and first == 0:
+                param.normal_(0.0, 0.02)
+            elif 0 < abs(float(first)) <= 1e-4:
+                param.fill_(1.0)
 
 
 def _estimate_batch_norm(model: nn.Module, spec: VisionModel, batches: int = 3) -> None:

@@ -96,6 +96,8 @@ def _still_runs(model: nn.Module, analysis: Analysis) -> None:
     compute, the same code path as the analysis): a size written into the
     model's code (``torch.split(x, [12, 12])``) shows up here."""
     args, kwargs = analysis.inputs
+    if analysis.parts is not None:  # analysed as chosen submodules: capture those again
+        model = analysis.parts.rebind(model)
     try:
         captured = capture(model, args, kwargs)
     except CaptureError as error:

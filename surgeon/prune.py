@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +124,7 @@ def prune(
     tokenizer: Any = None,
     inputs: Any = None,
     loss_fn: Callable[..., torch.Tensor] | None = None,
+    submodules: Sequence[str] = (),
     statistics: Statistics | None = None,
     progress: bool = True,
     **options: Any,
@@ -138,7 +139,11 @@ def prune(
     ``nn.Module``) is calibrated on ``calib`` batches of ``(inputs, target)``
     as a ``DataLoader`` yields them, or on ``inputs`` alone, and
     ``criterion="taylor"`` back-propagates ``loss_fn(output, target)``
-    (``loss_fn(output)`` without a target). ``statistics`` from an earlier
+    (``loss_fn(output)`` without a target). ``submodules`` names the parts
+    to capture and cut when the model's own forward does not export (a
+    detector: ``["backbone", "rpn.head", "roi_heads.box_head",
+    "roi_heads.box_predictor"]``); they are verified on what they received
+    from the model (:func:`~surgeon.analyze`). ``statistics`` from an earlier
     :func:`~surgeon.calibrate.calibration.calibrate` call is reused instead of
     calibrating again. Every other keyword is an option of one stage, with the
     best measured recipe as its default:
@@ -165,7 +170,7 @@ def prune(
     scoring, planning, cut = split_options(ratio, options)
     if statistics is None and loss_fn is None and reads_token_ids(model):
         check_loss(model, scoring.criterion)  # before any work
-    analysis = analyze(model, inputs)
+    analysis = analyze(model, inputs, submodules=tuple(submodules))
     weights = flop_weights(model)
     choice = planned_depth(analysis, planning, weights) if planning.layers == "auto" else None
     depth = choice.layers if choice else planning.layers
@@ -209,7 +214,7 @@ def prune(
         if layers:  # weights changed on purpose: save and verify must know
             done = f"{COMPENSATIONS[method]} ({len(layers)} layers)"
             record_compensation(pruned, done, check)
-    after = analyze(pruned, inputs)
+    after = analyze(pruned, inputs, submodules=tuple(submodules))
     report = PruneReport(
         _count(model),
         _count(pruned),

@@ -124,6 +124,9 @@ def verify(
     plan = Plan.coerce(plan)
     check_eval_mode(original, pruned)
     analysis = analysis if analysis is not None else analyze(original, inputs)
+    if analysis.parts is not None:  # chosen submodules: compare them on what they received
+        original, pruned = analysis.parts.rebind(original), analysis.parts.rebind(pruned)
+        inputs = analysis.inputs
     resolved = resolve(plan, analysis)
     args, kwargs = call_inputs(original, inputs)
     dtype = next((p.dtype for p in original.parameters() if p.is_floating_point()), torch.float32)
