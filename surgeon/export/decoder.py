@@ -56,7 +56,7 @@ class DecoderShape:
     layers: tuple[LayerShape, ...]
     qk_norm: bool
     tied: bool
-    biases: tuple[str, ...]  # which projections carry a bias, e.g. ("q_proj", "k_proj")
+    biases: tuple[str, ...]  # projections with a bias in any layer, e.g. ("down_proj",)
 
     @property
     def ragged(self) -> bool:
@@ -107,7 +107,7 @@ def describe(model: nn.Module) -> DecoderShape:
         layers=layers,
         qk_norm=qk_norm,
         tied=bool(tied),
-        biases=_biases(decoder.layers[0]),
+        biases=tuple(sorted({name for layer in decoder.layers for name in _biases(layer)})),
     )
 
 

@@ -58,7 +58,10 @@ def vocab_of(tokenizer: Any, n_vocab: int) -> GgufVocab:
     if isinstance(tokenizer, (str, Path)):
         import transformers
 
-        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer)
+        # Not from config.json: a ragged cut's config describes no single model,
+        # and tokenizer_config.json names the tokenizer class by itself.
+        no_config = transformers.PretrainedConfig()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer, config=no_config)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ExportError(
