@@ -75,6 +75,8 @@ class _GroupBuilder:
         self.structural = {
             leaf for leaf in beside_heads if self.has(leaf, FactKind.HEAD_DIM) and leaf not in heads
         }
+        for d in self.dims:  # per-head features the attention never saw (MLA's rotary part)
+            self.structural |= self._inside_heads(d.atom, heads)
         self._freeze_uneven_splits()
         graph = nx.Graph()
         for d in self.dims:
@@ -88,6 +90,22 @@ class _GroupBuilder:
         ]
         groups.sort(key=lambda g: min((self.order.get(m.param, 0), m.dim) for m in g.members))
         return _unique_ids(groups)
+
+    def _inside_heads(self, atom: int, heads: set[int]) -> set[int]:
+        """Leaves inside a head: later factors of a product whose earlier factor
+        is a head axis. MLA's query rows are ``heads x [nope | rope]``; its
+        rotary part reaches attention only through fresh axes (an interleaving
+        slice), so no HEAD_DIM fact marks it, yet it is a per-head feature."""
+        structure = self.algebra.structure(atom)
+        if structure is None:
+            return set()
+        found = set().union(*(self._inside_heads(part, heads) for part in structure.parts))
+        if structure.kind is StructureKind.PRODUCT:
+            for i, part in enumerate(structure.parts):
+                if heads & set(self.algebra.leaves(part)):
+                    for later in structure.parts[i + 1 :]:
+                        found |= set(self.algebra.leaves(later)) - heads
+        return found
 
     def _freeze_uneven_splits(self) -> None:
         """Pieces of a ``chunk``/``split(int)`` that could lose different units

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import coverage_stages  # noqa: E402
 from coverage_models import Architecture, discover  # noqa: E402
 from coverage_stages import STAGES  # noqa: E402
 from doc_sections import replace_section  # noqa: E402
@@ -39,25 +39,63 @@ WORKERS = 2
 # diverse and quick: dense GQA decoder, Conv1D decoder, encoder, encoder-decoder
 # with relative bias, fused MoE, ViT, a CNN
 SLICE = ("llama", "gpt2", "bert", "t5", "mixtral", "vit", "resnet")
+FIRST = set(SLICE) | set(
+    [
+        "olmo2",
+        "olmoe",
+        "swin",
+        "deepseek_v3",
+        "bloom",
+        "codegen",
+        "gpt_bigcode",
+        "gptj",
+        "bart",
+        "gpt_neo",
+        "gpt_oss",
+        "mamba",
+        "qwen3_moe",
+        "phi3",
+        "falcon",
+        "opt",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma3_text",
+        "gemma2",
+        "gpt_neox",
+        "roberta",
+        "distilbert",
+        "whisper",
+        "clip_text_model",
+        "convnext",
+    ]
+)
 FAILURES = ("mismatch", "crash", "timeout")
 
 
 def run_model(arch: Architecture, timeout: float = MODEL_SECONDS) -> dict:
-    """Run every stage of ``arch`` in a fresh process; a row of outcomes."""
+    """Run every stage of ``arch`` in a child forked from this (warm) process;
+    a row of outcomes. A hung or dead child leaves the stages it finished."""
+    import multiprocessing
+    import tempfile
+
     start = time.time()
-    command = [
-        sys.executable,
-        str(ROOT / "bench" / "coverage_stages.py"),
-        arch.model_type,
-        arch.class_name,
-        arch.task,
-    ]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-        stdout, tail, code = done.stdout, done.stderr[-1500:], done.returncode
-    except subprocess.TimeoutExpired as expired:
-        stdout = expired.stdout.decode() if isinstance(expired.stdout, bytes) else expired.stdout
-        stdout, tail, code = stdout or "", f"model timed out after {timeout:.0f} s", None
+    with tempfile.NamedTemporaryFile("r", suffix=".log") as log:
+        child = multiprocessing.get_context("fork").Process(
+            target=coverage_stages.forked, args=(arch, log.name)
+        )
+        child.start()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            code = None
+        else:
+            code = child.exitcode
+        stdout = Path(log.name).read_text(errors="replace")
+    tail = "\n".join(line for line in stdout.splitlines() if not line.startswith("@@ "))[-1500:]
+    if code is None:
+        tail = f"model timed out after {timeout:.0f} s\n" + tail
     stages = {}
     for line in stdout.splitlines():
         if line.startswith("@@ "):
@@ -84,9 +122,20 @@ def run_model(arch: Architecture, timeout: float = MODEL_SECONDS) -> dict:
         "class": arch.class_name,
         "task": arch.task,
         "transformers": _transformers_version(),
+        "commit": _commit(),
         "seconds": round(time.time() - start, 1),
         "stages": stages,
     }
+
+
+def _commit() -> str:
+    """HEAD when the row was run (the working tree may hold more)."""
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    )
+    return done.stdout.strip()
 
 
 def _transformers_version() -> str:
@@ -135,8 +184,11 @@ def sweep(
     workers: int = WORKERS,
 ) -> dict[str, dict]:
     """Run the architectures named in ``todo``; rows update as they finish."""
-    # task heads first, base models (the last-resort mapping) after
-    pending = sorted((a for a in archs if a.model_type in todo), key=lambda a: a.task == "base")
+    # the issue's named causes and the slice first, then task heads, base models last
+    pending = sorted(
+        (a for a in archs if a.model_type in todo),
+        key=lambda a: (a.model_type not in FIRST, a.task == "base", a.model_type),
+    )
     print(f"running {len(pending)} of {len(archs)} architectures", flush=True)
 
     def one(arch):
@@ -210,8 +262,8 @@ def render(rows: dict[str, dict], not_run: int = 0) -> str:
         f"- pass every stage that applies: {len(good)} of {len(built)} "
         f"({len(good) / max(1, len(built)):.1%})",
         "- stage outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
-        f"- models with a mismatch: {sum(1 for r in built if any(x['status'] == 'mismatch' for x in applicable(r).values()))}; "
-        f"with a crash or timeout: {sum(1 for r in built if any(x['status'] in ('crash', 'timeout') for x in applicable(r).values()))}",
+        f"- models with a mismatch: {_count_with(built, ('mismatch',))}; "
+        f"with a crash or timeout: {_count_with(built, ('crash', 'timeout'))}",
         "",
         "| stage | pass | refused | mismatch | crash | timeout | n/a |",
         "|---|---|---|---|---|---|---|",
@@ -268,6 +320,10 @@ def render(rows: dict[str, dict], not_run: int = 0) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _count_with(rows: list[dict], statuses: tuple[str, ...]) -> int:
+    return sum(1 for r in rows if any(x["status"] in statuses for x in applicable(r).values()))
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -284,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "--base", action="store_true", help="also the model types only the base-model mapping has"
     )
     args = parser.parse_args(argv)
+    coverage_stages.prepare()
     archs = [a for a in discover() if args.base or a.task != "base"]
     if args.slice:
         chosen = [a for a in archs if a.model_type in SLICE]

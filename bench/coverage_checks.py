@@ -23,6 +23,16 @@ class Refused(Exception):
     """A check of the sweep itself found a mismatch (not a library error)."""
 
 
+class Frozen(Exception):
+    """The model has groups of the kind, all frozen by the analysis: refused up
+    front with a reason (counts against coverage, unlike n/a)."""
+
+
+class NotPlain(Exception):
+    """A promise of plain loadability not kept: honest (the manifest says so),
+    so a refusal, not a mismatch."""
+
+
 class NotApplicable(Exception):
     """The stage has nothing to act on in this model."""
 
@@ -64,7 +74,10 @@ def attention_plan(analysis, level: str, rng) -> dict[str, list[int]]:
     divide the hidden size, as configs require), half the queries per group."""
     fraction = 0.75 if level == "kv" else 0.5
     keep = {}
-    for group in analysis.by_kind("attention"):
+    groups = analysis.by_kind("attention")
+    if groups and all(g.frozen for g in groups):
+        raise Frozen(f"every attention group is frozen: {groups[0].frozen}")
+    for group in groups:
         if group.frozen:
             continue
         units = half(group, level, rng, fraction)
@@ -123,16 +136,21 @@ class Checks:
     def cuts(self):
         """widths, KV groups, queries and one block in one plan: one apply and one
         verify when all is well; each part alone to say which fails otherwise."""
-        parts = {
-            "widths": (width_plan(self.analysis, WIDTH_KINDS, random.Random(1)), ()),
-            "kv-groups": (attention_plan(self.analysis, "kv", random.Random(2)), ()),
-            "queries": (attention_plan(self.analysis, "q", random.Random(3)), ()),
+        makers = {
+            "widths": lambda: width_plan(self.analysis, WIDTH_KINDS, random.Random(1)),
+            "kv-groups": lambda: attention_plan(self.analysis, "kv", random.Random(2)),
+            "queries": lambda: attention_plan(self.analysis, "q", random.Random(3)),
         }
+        parts, errors = {}, {}
+        for stage, make in makers.items():
+            try:
+                parts[stage] = (make(), ())
+            except Exception as error:  # noqa: BLE001 - reported as that stage's outcome
+                parts[stage], errors[stage] = ({}, ()), error
         removable = [b for b in self.analysis.blocks if b.removable]
         parts["block"] = ({}, (removable[-1].name,) if removable else ())
         keep = _merged_attention(parts)
-        for stage in ("widths",):
-            keep.update(parts[stage][0])
+        keep.update(parts["widths"][0])
         blocks = self.removed_block = parts["block"][1]
         try:
             plan, pruned, report = self._cut(keep, blocks)
@@ -142,7 +160,9 @@ class Checks:
         if together:
             self.combined = (plan, pruned)
         for stage, (part_keep, part_blocks) in parts.items():
-            if together:
+            if stage in errors:
+                body = _raiser(errors[stage])
+            elif together:
                 self.passed[stage] = dict(part_keep)
                 body = _applicable(part_keep, part_blocks, "cut together with the other stages")
             else:
@@ -223,21 +243,28 @@ class Checks:
         return True, "reloaded outputs equal"
 
     def from_pretrained(self):
+        """A uniform MLP cut (the same width in every layer: what
+        ``allocation="uniform"`` makes) must load with plain ``from_pretrained``."""
         keep = {
             gid: units
-            for gid, units in self.passed.get("widths", {}).items()
-            if str(self.analysis.group(gid).kind) == "mlp"
+            for gid, units in width_plan(self.analysis, ("mlp",), random.Random(5)).items()
         }
         if not keep:
-            raise NotApplicable("no uniform MLP cut passed")
+            raise NotApplicable("no MLP widths to cut")
+        if len({len(units) for units in keep.values()}) > 1:
+            raise NotApplicable("MLP groups of different widths: no uniform cut")
         _, pruned, _ = self._cut(keep)
+        if pruned.config.to_dict() == self.model.config.to_dict():
+            raise NotApplicable("the config has no field for the cut widths (surgeon.load reloads)")
         with tempfile.TemporaryDirectory() as directory:
             surgeon.save(pruned, directory)
             import json
 
             manifest = json.loads((Path(directory) / "surgeon.json").read_text())
             if not manifest.get("plain_from_pretrained"):
-                raise Refused("a uniform MLP cut saved a config.json that does not describe it")
+                raise NotPlain(
+                    "a uniform cut's config.json does not describe it (surgeon.load needed)"
+                )
             loaded = type(self.model).from_pretrained(directory).eval()
             _same_outputs(pruned, loaded, self._inputs(), "from_pretrained")
         return True, "plain from_pretrained outputs equal"
@@ -282,6 +309,13 @@ def _merged_attention(parts) -> dict:
     }
 
 
+def _raiser(error):
+    def body():
+        raise error
+
+    return body
+
+
 def _applicable(keep, blocks, note):
     def body():
         if not keep and not blocks:
@@ -305,7 +339,7 @@ def _same_outputs(a, b, inputs, how) -> None:
         right = [t for t in pytree.tree_leaves(b(*args, **kwargs)) if isinstance(t, torch.Tensor)]
     if len(left) != len(right) or any(
         x.shape != y.shape or not torch.allclose(x, y, atol=1e-6, rtol=0)
-        for x, y in zip(left, right)
+        for x, y in zip(left, right, strict=True)
     ):
         raise Refused(f"outputs after {how} differ from the pruned model's")
 

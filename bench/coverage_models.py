@@ -32,36 +32,83 @@ LAYERS, EXPERTS, TOP_K, VOCAB, POSITIONS, IMAGE = 2, 4, 2, 256, 256, 64
 # attribute name -> target (values are only ever lowered, never raised)
 SCALARS: dict[str, int] = {
     **dict.fromkeys(
-        "hidden_size d_model n_embd embed_dim dim word_embed_proj_dim embedding_size "
-        "d_embed projection_dim text_embed_dim hidden_dim_model".split(),
+        [
+            "hidden_size",
+            "d_model",
+            "n_embd",
+            "embed_dim",
+            "dim",
+            "word_embed_proj_dim",
+            "embedding_size",
+            "d_embed",
+            "projection_dim",
+            "text_embed_dim",
+            "hidden_dim_model",
+        ],
         HIDDEN,
     ),
     **dict.fromkeys(
-        "intermediate_size ffn_dim n_inner d_ff hidden_dim d_inner ffn_hidden_size "
-        "encoder_ffn_dim decoder_ffn_dim mlp_dim".split(),
+        [
+            "intermediate_size",
+            "ffn_dim",
+            "n_inner",
+            "d_ff",
+            "hidden_dim",
+            "d_inner",
+            "ffn_hidden_size",
+            "encoder_ffn_dim",
+            "decoder_ffn_dim",
+            "mlp_dim",
+        ],
         MLP,
     ),
     **dict.fromkeys(
-        "moe_intermediate_size shared_expert_intermediate_size expert_intermediate_size "
-        "moe_ffn_hidden_size".split(),
+        [
+            "moe_intermediate_size",
+            "shared_expert_intermediate_size",
+            "expert_intermediate_size",
+            "moe_ffn_hidden_size",
+        ],
         EXPERT_MLP,
     ),
     **dict.fromkeys(
-        "num_hidden_layers n_layer n_layers num_layers encoder_layers decoder_layers "
-        "num_decoder_layers num_encoder_layers".split(),
+        [
+            "num_hidden_layers",
+            "n_layer",
+            "n_layers",
+            "num_layers",
+            "encoder_layers",
+            "decoder_layers",
+            "num_decoder_layers",
+            "num_encoder_layers",
+        ],
         LAYERS,
     ),
     **dict.fromkeys(
-        "num_attention_heads n_head n_heads num_heads encoder_attention_heads "
-        "decoder_attention_heads".split(),
+        [
+            "num_attention_heads",
+            "n_head",
+            "n_heads",
+            "num_heads",
+            "encoder_attention_heads",
+            "decoder_attention_heads",
+        ],
         HEADS,
     ),
-    **dict.fromkeys("head_dim attention_head_dim kv_channels".split(), HEAD_DIM),
+    **dict.fromkeys(["head_dim", "attention_head_dim", "kv_channels"], HEAD_DIM),
     **dict.fromkeys(
-        "num_experts num_local_experts n_routed_experts moe_num_experts".split(), EXPERTS
+        ["num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"], EXPERTS
     ),
-    **dict.fromkeys("num_experts_per_tok moe_topk num_selected_experts".split(), TOP_K),
-    **dict.fromkeys("n_shared_experts num_shared_experts".split(), 1),
+    **dict.fromkeys(["num_experts_per_tok", "moe_topk", "num_selected_experts"], TOP_K),
+    **dict.fromkeys(["n_shared_experts", "num_shared_experts"], 1),
+    # expert groups of group-limited routing (DeepSeek): 2 groups of 2, top-1 group
+    "n_group": 2,
+    # MLA: query and KV latent ranks differ in real models (1536 / 512), and the
+    # attribute update tells them apart by value
+    "q_lora_rank": 48,
+    "topk_group": 1,
+    # dense layers before the first MoE layer: keep one so a MoE layer remains
+    **dict.fromkeys(["first_k_dense_replace", "num_dense_layers"], 1),
     "vocab_size": VOCAB,
     "max_position_embeddings": POSITIONS,
     "n_positions": POSITIONS,
@@ -81,6 +128,14 @@ TOKEN_IDS = (
 )
 LIST_WIDTHS = ("hidden_sizes", "embed_dims", "dims", "embedding_sizes")
 LIST_DEPTHS = ("depths", "num_layers_per_stage")
+
+
+# name endings: MLA's q/kv LoRA ranks and per-part head widths, rotary widths
+SUFFIXES = (("lora_rank", 32), ("head_dim", HEAD_DIM), ("rotary_dim", HEAD_DIM // 2))
+
+
+def _by_suffix(name: str) -> int | None:
+    return next((target for suffix, target in SUFFIXES if name.endswith(suffix)), None)
 
 
 @dataclass(frozen=True)
@@ -121,6 +176,8 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
             continue
         elif name in SCALARS and value > 0:
             out[name] = min(value, SCALARS[name])
+        elif value > 0 and (target := _by_suffix(name)) is not None:
+            out[name] = min(value, target)
     _shrink_kv_heads(out, values, heads_before)
     _shrink_lists(out)
     _align_widths(out)

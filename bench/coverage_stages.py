@@ -13,8 +13,10 @@ needs did not pass).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -35,10 +37,20 @@ STAGES = (
 )
 
 
+_last = [time.time()]
+
+
 def emit(stage: str, status: str, reason: str = "", detail: str = "", **extra) -> None:
-    record = {"stage": stage, "status": status, "reason": reason[:400], "detail": detail[-1500:]}
+    record = {
+        "seconds": round(time.time() - _last[0], 1),
+        "stage": stage,
+        "status": status,
+        "reason": reason[:400],
+        "detail": detail[-1500:],
+    }
     record.update(extra)
     print("@@ " + json.dumps(record), flush=True)
+    _last[0] = time.time()
 
 
 def _alarm(*_):
@@ -47,7 +59,8 @@ def _alarm(*_):
 
 def run_stage(stage: str, body) -> object | None:
     """Run ``body()``; classify and emit. Returns its value on a pass."""
-    from coverage_checks import NotApplicable, Refused
+    from coverage_checks import Frozen, NotApplicable, NotPlain, Refused
+
     from surgeon.errors import SurgeonError
 
     signal.signal(signal.SIGALRM, _alarm)
@@ -56,6 +69,9 @@ def run_stage(stage: str, body) -> object | None:
         value = body()
     except Refused as error:
         emit(stage, "mismatch", str(error))
+        return None
+    except (NotPlain, Frozen) as reason:
+        emit(stage, "refused", f"{type(reason).__name__}: {reason}")
         return None
     except NotApplicable as reason:
         emit(stage, "n/a", str(reason))
@@ -76,18 +92,27 @@ def run_stage(stage: str, body) -> object | None:
     return value
 
 
-def main(model_type: str) -> None:
+def prepare() -> None:
+    """Imports and settings shared by every model: done once in the parent, so
+    each forked child starts warm (imports take most of a minute on a loaded
+    2-core machine)."""
     warnings.filterwarnings("ignore")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch
     import transformers
 
-    transformers.logging.set_verbosity_error()
-    from coverage_checks import Checks
-    from coverage_models import Architecture, build, discover
+    import surgeon  # noqa: F401
 
-    arch = next((a for a in discover() if a.model_type == model_type), None)
-    if arch is None:
-        arch = Architecture(model_type, *sys.argv[2:4])
+    torch.set_num_threads(1)
+    transformers.logging.set_verbosity_error()
+
+
+def run_architecture(arch) -> None:
+    """Build ``arch`` and run every stage, emitting as it goes."""
+    from coverage_checks import Checks
+    from coverage_models import build
+
+    _last[0] = time.time()
     try:
         signal.signal(signal.SIGALRM, _alarm)
         signal.alarm(60)
@@ -98,6 +123,27 @@ def main(model_type: str) -> None:
         return
     emit("build", "pass", f"{sum(p.numel() for p in model.parameters())} parameters")
     Checks(model, arch).run_all(run_stage)
+
+
+def forked(arch, output: str) -> None:
+    """Entry of a forked child: stdout goes to ``output``."""
+    with open(output, "w", buffering=1) as stream:
+        sys.stdout = stream
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        run_architecture(arch)
+        stream.flush()
+    os._exit(0)
+
+
+def main(model_type: str) -> None:
+    prepare()
+    from coverage_models import Architecture, discover
+
+    arch = next((a for a in discover() if a.model_type == model_type), None)
+    if arch is None:
+        arch = Architecture(model_type, *sys.argv[2:4])
+    run_architecture(arch)
 
 
 if __name__ == "__main__":

@@ -93,10 +93,23 @@ def native_dropout(ctx: RuleContext):
     return [axes, axes]
 
 
+@register(aten.arange.default, aten.arange.start, aten.arange.start_step)
+def arange(ctx: RuleContext):
+    """Values computed from their index (ALiBi slopes sized by the head count,
+    sinusoid frequencies over the hidden size): a unit this axis meets cannot
+    be removed, since the code would compute the remaining values anew. Position
+    axes it makes are never units, so freezing them costs nothing."""
+    axes = ctx.like_output()
+    for atom in axes:
+        ctx.freeze(
+            atom,
+            "values are computed from their index by the model's code, so "
+            "units on this axis cannot be removed (e.g. ALiBi slopes per head)",
+        )
+    return axes
+
+
 @register(
-    aten.arange.default,
-    aten.arange.start,
-    aten.arange.start_step,
     aten.zeros.default,
     aten.ones.default,
     aten.full.default,

@@ -150,6 +150,7 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
     replayed in order. Its provenance is the saved one, so a further cut extends
     the chain (streaming surgery cuts saved checkpoints this way)."""
     from surgeon.analyzers import analyze
+    from surgeon.analyzers.dispatched import meta_skeleton, to_meta
     from surgeon.rewriters import apply
 
     model = _skeleton(manifest) if model is None else model
@@ -161,7 +162,10 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
         else (_materialise(signature, device))
     )
     for plan in (Plan.from_dict(p) for p in manifest["plans"]):
-        analysis = analyze(model, inputs)
+        # analysed on an all-meta copy: the skeleton's parameters are on meta but
+        # its buffers are real, and a forward mixing them (DeepSeek's router
+        # bias, GPT-Neo's mask) cannot be captured; the groups are the same
+        analysis = analyze(meta_skeleton(model), to_meta(inputs))
         model = apply(model, plan, inplace=True, check=False, analysis=analysis)
     provenance = Provenance.of(model)
     if provenance is not None:
