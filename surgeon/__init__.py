@@ -21,6 +21,8 @@ The pipeline, one public function per stage (rooms of the package in brackets):
 - ``save(model, path)`` / ``load(path)``: safetensors and a manifest; plain
   ``from_pretrained`` loads what one config describes [checkpoint].
 - ``prune_checkpoint(src, out, ratio)``: the cut on disk, tensor by tensor.
+- ``heal(pruned, original, data, tokens=...) -> HealResult``: recover the cut by
+  distillation from the original; ``heal.iterative`` prunes in steps [heal].
 
 Every step below runs as written (tests/test_api_examples.py runs it):
 
@@ -55,6 +57,7 @@ True
 'streamed'
 """
 
+from surgeon import heal  # the package is callable: surgeon.heal(student, teacher, data)
 from surgeon.analyzers import Analysis, Block, Group, GroupKind, Layout, Level, Member, analyze
 from surgeon.checkpoint.persist import load, save
 from surgeon.checkpoint.stream import StreamResult, prune_checkpoint
@@ -85,6 +88,7 @@ __all__ = [
     "VerifyReport",
     "analyze",
     "apply",
+    "heal",
     "load",
     "make_plan",
     "prune",

@@ -13,6 +13,7 @@ from surgeon.calibrate.options import CalibrationOptions
 from surgeon.checkpoint.stream_plan import StreamOptions
 from surgeon.errors import SurgeonError
 from surgeon.export.command import add_export_command
+from surgeon.heal.cli import add_heal_command, add_prune_flags, prune_schedule
 from surgeon.options import add_flags, flag_values
 from surgeon.plan.options import PlanOptions
 from surgeon.rewriters.options import CutOptions
@@ -131,7 +132,8 @@ def _prune(args: argparse.Namespace) -> int:
     model = load_directory(directory)
     needs_tokenizer = args.calib or args.eval
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory) if needs_tokenizer else None
-    result = prune(model, args.ratio, calib=args.calib, tokenizer=tokenizer, **options)
+    heal = prune_schedule(args, tokenizer, directory)  # None without --heal-tokens
+    result = prune(model, args.ratio, calib=args.calib, tokenizer=tokenizer, heal=heal, **options)
     print(result.report)
     if args.eval:
         from surgeon.evaluate import perplexity, text_windows
@@ -259,6 +261,7 @@ def _parser() -> argparse.ArgumentParser:
     for cls in (CalibrationOptions, PlanOptions, CutOptions):
         section = prune.add_argument_group(cls.__name__, (cls.__doc__ or "").split("\n")[0])
         names += add_flags(section, cls, skip=("ratio",))
+    add_prune_flags(prune.add_argument_group("healing", "distil from the original after the cut"))
     prune.set_defaults(run=_prune, option_names=names)
     stream = commands.add_parser(
         "prune-checkpoint",
@@ -277,6 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("pruned", help="a directory written by surgeon.save / surgeon prune")
     check.set_defaults(run=_verify)
     add_export_command(commands)
+    add_heal_command(commands)
     return parser
 
 

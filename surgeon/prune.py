@@ -127,6 +127,7 @@ def prune(
     submodules: Sequence[str] = (),
     statistics: Statistics | None = None,
     progress: bool = True,
+    heal: Any = None,
     **options: Any,
 ) -> PruneResult:
     """Prune ``model`` by ``ratio`` of its block parameters.
@@ -164,9 +165,16 @@ def prune(
     the report); a check too weak to tell a right cut from a wrong one
     (``report.verification.weak``) warns and says so in the report.
 
+    ``heal=surgeon.heal.Schedule(data, tokens, steps=K)`` prunes in ``K`` cuts
+    with distillation from ``model`` between them (:mod:`surgeon.heal.iterative`).
+
     >>> result = surgeon.prune(model, 0.2, calib="calib.txt", tokenizer=tok)  # doctest: +SKIP
     >>> print(result.report)                                                  # doctest: +SKIP
     """
+    if heal is not None:  # the schedule calls back into prune for each cut
+        kwargs = {"inputs": inputs, "loss_fn": loss_fn, "submodules": submodules}
+        kwargs |= {"statistics": statistics, "progress": progress}
+        return heal.run(prune, model, ratio, calib=calib, tokenizer=tokenizer, **kwargs, **options)
     scoring, planning, cut = split_options(ratio, options)
     if statistics is None and loss_fn is None and reads_token_ids(model):
         check_loss(model, scoring.criterion)  # before any work

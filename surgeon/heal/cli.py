@@ -76,8 +76,9 @@ def add_prune_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def prune_schedule(args: argparse.Namespace, tokenizer: Any = None):
-    """The healing :class:`~surgeon.heal.Schedule` the prune flags ask for, or None."""
+def prune_schedule(args: argparse.Namespace, tokenizer: Any = None, directory: Any = None):
+    """The healing :class:`~surgeon.heal.Schedule` the prune flags ask for, or None
+    (the tokenizer is read from ``directory`` when none is given)."""
     from surgeon.heal.iterative import Schedule
 
     if args.heal_tokens is None:
@@ -86,7 +87,9 @@ def prune_schedule(args: argparse.Namespace, tokenizer: Any = None):
         return None
     if not args.heal_data:
         raise SurgeonError("--heal-tokens needs --heal-data FILE (the text to heal on)")
-    tokenizer = tokenizer or _tokenizer(args.path)
+    if not Path(args.heal_data).is_file():
+        raise SurgeonError(f"--heal-data: no such file '{args.heal_data}'")
+    tokenizer = tokenizer or _tokenizer(directory or args.path)
     return Schedule(args.heal_data, args.heal_tokens, steps=args.steps, tokenizer=tokenizer)
 
 

@@ -38,6 +38,11 @@ class Schedule:
     options: HealOptions | dict[str, Any] | None = None
     teacher: nn.Module | None = None  # default: the model given to prune (unchanged by it)
 
+    def run(self, prune, model: nn.Module, ratio: float | None, **prune_options: Any):
+        """``surgeon.prune(model, ratio, heal=self, ...)`` lands here with ``prune``
+        itself, so the pruning module needs no import of this one."""
+        return _iterate(prune, model, ratio, self, prune_options)
+
     def __post_init__(self) -> None:
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise InputError(f"heal: steps must be a positive int, not {self.steps!r}")
@@ -70,16 +75,23 @@ def iterative(
     """Prune ``model`` by ``ratio`` (or ``params=``) in ``heal.steps`` cuts of
     :func:`surgeon.prune` (``**prune_options`` passed on), healing for
     ``heal.tokens / heal.steps`` tokens after each. ``model`` is left unchanged
-    (it is the teacher unless ``heal.teacher`` is given)."""
+    (it is the teacher unless ``heal.teacher`` is given). The same as
+    ``surgeon.prune(model, ratio, heal=heal, ...)``."""
     from surgeon.prune import prune
 
-    schedule, steps = heal, heal.steps
-    params = prune_options.pop("params", None)
+    return _iterate(prune, model, ratio, heal, prune_options)
+
+
+def _iterate(prune, model, ratio, schedule: Schedule, prune_options: dict) -> IterativeResult:
+    steps, params = schedule.steps, prune_options.pop("params", None)
     if (ratio is None) == (params is None):
         raise InputError("heal: iterative pruning needs exactly one of ratio=... or params=...")
     other = {"flops", "flops_ratio"} & set(prune_options)
     if other:
         raise InputError(f"heal: iterative pruning takes ratio or params, not {sorted(other)}")
+    if prune_options.get("statistics") is not None:
+        raise InputError("heal: statistics=... cannot serve every cut: each step calibrates anew")
+    prune_options.pop("statistics", None)
     options = schedule.options
     if isinstance(options, dict):
         options = HealOptions.build(**options)
@@ -88,7 +100,7 @@ def iterative(
     held_out = (
         None if schedule.eval_data is None else token_ids(schedule.eval_data, schedule.tokenizer)
     )
-    layers = prune_options.pop("layers", "auto")
+    layers = prune_options.pop("layers", None)  # None: prune's default
     share = schedule.tokens // steps
     current, cuts, heals = model, [], []
     for step in range(1, steps + 1):
@@ -97,8 +109,9 @@ def iterative(
             if params is not None
             else {"ratio": 1 - (1 - ratio * step / steps) / (1 - ratio * (step - 1) / steps)}
         )
-        step_layers = layers if layers == "auto" or step == 1 else 0
-        cut = prune(current, **target, layers=step_layers, **prune_options)
+        if layers is not None:
+            target["layers"] = layers if layers == "auto" or step == 1 else 0
+        cut = prune(current, **target, **prune_options)
         cuts.append(cut)
         healed = heal_run(
             cut.model,
