@@ -21,7 +21,7 @@ Two ways to run a model that does not fit one device:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,16 +73,38 @@ def token_batches(
     batch_size: int = 8,
 ) -> list[torch.Tensor]:
     """Calibration batches of token ids from a text file (with a tokenizer), a
-    tensor of token ids ``[n, length]``, or an iterable of such batches."""
+    tensor of token ids ``[n, length]``, a tokenizer's output (a
+    ``BatchEncoding`` or dict with ``input_ids``), or an iterable of such
+    batches."""
     if isinstance(calib, (str, Path)):
         calib = text_windows(calib, tokenizer, length, samples)
+    if isinstance(calib, Mapping):
+        calib = _token_ids(calib)
     if isinstance(calib, torch.Tensor):
         if calib.dim() != 2:
             raise InputError(f"calibration token ids must be [samples, length], not {calib.shape}")
         return list(calib.split(batch_size))
     if isinstance(calib, Iterable):
-        return [b if isinstance(b, torch.Tensor) else b["input_ids"] for b in calib]
+        return [b if isinstance(b, torch.Tensor) else _token_ids(b) for b in calib]
     raise InputError(f"calib must be a text file, a token tensor or batches, not {type(calib)}")
+
+
+def _token_ids(batch: Any) -> torch.Tensor:
+    """The ``input_ids`` of a tokenizer's output. Calibration reads every
+    token, so padded positions (zeros in ``attention_mask``) are refused."""
+    if not isinstance(batch, Mapping) or "input_ids" not in batch:
+        raise InputError(
+            "calibration batches must be token id tensors or mappings with 'input_ids' "
+            f"(a tokenizer's output), not {type(batch).__name__}"
+        )
+    mask = batch.get("attention_mask")
+    if isinstance(mask, torch.Tensor) and not bool(mask.all()):
+        raise InputError(
+            "calibration batches hold padding (zeros in attention_mask), and calibration reads "
+            "every token: pass a text file with tokenizer=..., or sequences of equal length "
+            "tokenized without padding"
+        )
+    return batch["input_ids"]
 
 
 def calibrate(
