@@ -13,7 +13,7 @@ def _cells(rows: list[dict]) -> dict[tuple, dict]:
 def _table(rows: list[dict]) -> list[str]:
     cells = _cells([r for r in rows if r["group"] != "sweep"])
     lines = [
-        "| cut | recipe | params | before | 1M tokens | 5M | 10M | 20M | tokens/s (20M run) "
+        "| cut | recipe | params | before | 1M tokens | 5M | 10M | 20M | tokens/s (longest run) "
         "| peak GPU memory |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -69,6 +69,27 @@ def _goals(rows: list[dict]) -> list[str]:
     return out
 
 
+def _comparisons(rows: list[dict]) -> list[str]:
+    """Each other recipe against the default one cut + one heal at equal tokens."""
+    cells, out = _cells(rows), []
+    for label in sorted({r["label"] for r in rows if r.get("group") not in ("sweep", "chosen")}):
+        if label == "default recipe":
+            continue
+        pairs = [
+            (
+                n,
+                cells[("50% widths", label, n)]["ratio"],
+                cells[("50% widths", "default recipe", n)]["ratio"],
+            )
+            for n in BUDGETS
+            if ("50% widths", label, n) in cells and ("50% widths", "default recipe", n) in cells
+        ]
+        if pairs:
+            listed = "; ".join(f"{n / 1e6:.0f}M: {a:.3f}x vs {b:.3f}x" for n, a, b in pairs)
+            out.append(f"- {label} against the default at 50% widths: {listed}.")
+    return out
+
+
 def section(rows: list[dict], command: str) -> str:
     measured = [r for r in rows if "device" in r]
     first = measured[0] if measured else {}
@@ -76,12 +97,16 @@ def section(rows: list[dict], command: str) -> str:
     text = [
         "## Healing",
         "",
-        "Recovery of pruned fixtures by `surgeon.heal`: logit KL to the dense model (the "
-        "teacher) on train.txt.xz, then perplexity on every 256-token window of valid.txt "
-        "(float32) relative to the dense model. Each cell is its own run of that many "
-        "tokens (the learning-rate schedule spans the run). Cuts: `surgeon.prune` with "
-        "`RECOMMENDED` (FLAP scores, uniform MLP widths, refit with an intercept); "
-        "`layers=auto` also removes the whole layers the planner's default picks.",
+        "Recovery of pruned fixtures by `surgeon.heal` with its defaults (`HealOptions`: "
+        "logit KL to the dense model, AdamW, lr 1e-3, 2% warm-up then cosine to 10%, "
+        "64 x 256 tokens a step, bf16 autocast) on train.txt.xz, then perplexity on every "
+        "256-token window of valid.txt (float32) relative to the dense model. Each cell is "
+        "its own run of that many tokens (the learning-rate schedule spans the run). Cuts: "
+        "`surgeon.prune` with its defaults, the recipe `RECOMMENDED` names (FLAP scores, "
+        "MLP widths spread by relative scores, least-squares refit with an intercept); "
+        "`layers=auto` also removes the whole layers the planner picks for speed. Iterative: "
+        "`surgeon.heal.iterative`, two cuts of 25% each with half the tokens healing after "
+        "each, always from the dense teacher. `-`: not run (the session's GPU time ran out).",
         "",
         f"Machine: one {first.get('device', '?')}, torch {first.get('torch', '?')}, "
         f"transformers {first.get('transformers', '?')}; bf16 autocast, AdamW.",
@@ -90,13 +115,17 @@ def section(rows: list[dict], command: str) -> str:
         "",
         "Goals from issue 13:",
         *_goals(rows),
+        "",
+        "Other recipes at equal tokens (this one vs the default):",
+        *_comparisons(rows),
     ]
     sweep = _sweep(rows)
     if sweep:
         text += [
             "",
-            "Recipe sweep (50% widths, 5M tokens, default recipe otherwise); the choice is "
-            "made on the held-out tail of the training text, never on valid.txt:",
+            "Recipe sweep (50% widths, 5M tokens; 32 x 512 tokens a step unless given). The "
+            "choice is made on the held-out tail of the training text (64 windows the run "
+            "does not train on), never on valid.txt; valid.txt is shown for reference:",
             "",
             *sweep,
         ]

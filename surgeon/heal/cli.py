@@ -44,7 +44,7 @@ def add_heal_command(commands) -> None:
 def run_heal(args: argparse.Namespace) -> int:
     from accelerate.state import PartialState
 
-    from surgeon.checkpoint.directory import load_directory, model_directory
+    from surgeon.checkpoint.directory import checkpoint_dtype, load_directory, model_directory
     from surgeon.heal.loop import heal
 
     output = Path(args.output)
@@ -61,7 +61,7 @@ def run_heal(args: argparse.Namespace) -> int:
     state = PartialState()
     if state.is_main_process:
         print(result)
-        _save(result, tokenizer, output)
+        _save(result, tokenizer, output, checkpoint_dtype(student_dir))
         print(f"saved to {output}")
     state.wait_for_everyone()
     return 0
@@ -93,11 +93,13 @@ def prune_schedule(args: argparse.Namespace, tokenizer: Any = None, directory: A
     return Schedule(args.heal_data, args.heal_tokens, steps=args.steps, tokenizer=tokenizer)
 
 
-def _save(result, tokenizer, output: Path) -> None:
+def _save(result, tokenizer, output: Path, dtype) -> None:
+    """The healed model in the pruned checkpoint's dtype, its tokenizer and the
+    run's log (heal.json); on any error the directory is removed."""
     from surgeon.checkpoint.persist import save
 
     try:
-        save(result.model, output)
+        save(result.model, output, dtype=dtype)
         tokenizer.save_pretrained(output)
         log = {
             "options": {f.name: getattr(result.options, f.name) for f in fields(result.options)},
