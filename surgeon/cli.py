@@ -113,7 +113,12 @@ def _prune(args: argparse.Namespace) -> int:
     options = flag_values(args, args.option_names)
     if args.speed:
         options.setdefault("layers", "auto")
-    scoring, _, _ = split_options(args.ratio, options)  # bad options fail before loading
+    scoring, planning, _ = split_options(args.ratio, options)  # bad options fail before loading
+    if planning.layers not in (0, "auto") and not args.calib:
+        raise SurgeonError(
+            f"--layers {planning.layers} removes the blocks of least influence, measured on "
+            "calibration data: give --calib FILE"
+        )
     if CRITERIA[scoring.criterion].needs_calibration and not args.calib:
         raise SurgeonError(
             f"criterion '{scoring.criterion}' reads activations: give --calib FILE (text like "
