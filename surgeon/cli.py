@@ -111,9 +111,10 @@ def _prune(args: argparse.Namespace) -> int:
     from surgeon.prune import split_options
 
     options = flag_values(args, args.option_names)
+    ratio = options.pop("ratio", None)
     if args.speed:
         options.setdefault("layers", "auto")
-    scoring, planning, _ = split_options(args.ratio, options)  # bad options fail before loading
+    scoring, planning, _ = split_options(ratio, options)  # bad options fail before loading
     if planning.layers not in (0, "auto") and not args.calib:
         raise SurgeonError(
             f"--layers {planning.layers} removes the blocks of least influence, measured on "
@@ -138,7 +139,7 @@ def _prune(args: argparse.Namespace) -> int:
     needs_tokenizer = args.calib or args.eval
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory) if needs_tokenizer else None
     heal = prune_schedule(args, tokenizer, directory)  # None without --heal-tokens
-    result = prune(model, args.ratio, calib=args.calib, tokenizer=tokenizer, heal=heal, **options)
+    result = prune(model, ratio, calib=args.calib, tokenizer=tokenizer, heal=heal, **options)
     print(result.report)
     if args.eval:
         from surgeon.evaluate import perplexity, text_windows
@@ -245,7 +246,6 @@ def _parser() -> argparse.ArgumentParser:
         help="score, cut, compensate, verify and save (defaults: the best measured recipe)",
     )
     prune.add_argument("path", help="a Hugging Face model directory with weights")
-    prune.add_argument("--ratio", type=float, help="share of block parameters to remove")
     prune.add_argument("--calib", help="calibration text file")
     prune.add_argument("--eval", help="text file for perplexity before and after")
     prune.add_argument("-o", "--output", required=True, help="directory to save to")
@@ -265,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     names = []
     for cls in (CalibrationOptions, PlanOptions, CutOptions):
         section = prune.add_argument_group(cls.__name__, (cls.__doc__ or "").split("\n")[0])
-        names += add_flags(section, cls, skip=("ratio",))
+        names += add_flags(section, cls)
     add_prune_flags(prune.add_argument_group("healing", "distil from the original after the cut"))
     prune.set_defaults(run=_prune, option_names=names)
     stream = commands.add_parser(
