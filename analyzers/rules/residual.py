@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import fx, ops
 
 from ..axes import FactKind
+from ..ops import RESIDUAL_PASS_THROUGH
 from .context import RuleContext
 from .elementwise import broadcast
 from .registry import register
@@ -19,20 +20,7 @@ from .registry import register
 aten = ops.aten
 
 # Ops that hand on the same values: a skip may be cast, copied or dropped out first.
-_CARRIERS = frozenset(
-    {
-        "aten.clone.default",
-        "aten.alias.default",
-        "aten.contiguous.default",
-        "aten.to.dtype",
-        "aten.to.dtype_layout",
-        "aten._to_copy.default",
-        "aten.dropout.default",
-        "aten.view.default",
-        "aten.reshape.default",
-        "aten._unsafe_view.default",
-    }
-)
+_CARRIERS = RESIDUAL_PASS_THROUGH - {"aten.add.Tensor"}
 
 
 @register(aten.add.Tensor, aten.add_.Tensor)
