@@ -17,6 +17,7 @@ from surgeon.calibrate.calibration import Statistics, calibrate, check_loss, tok
 from surgeon.calibrate.criteria import CRITERIA, score_group
 from surgeon.calibrate.examples import calibrate_examples, example_batches, reads_token_ids
 from surgeon.calibrate.options import CalibrationOptions
+from surgeon.checkpoint.config_file import describes_itself
 from surgeon.checkpoint.provenance import record_compensation
 from surgeon.errors import InputError, VerificationError
 from surgeon.plan.costs import block_flops, block_parameters, count_flops, flop_weights
@@ -55,6 +56,7 @@ class PruneReport:
     block_params: tuple[int, int] | None = None  # block parameters before, after
     block_flops: tuple[float, float] | None = None  # their FLOPs per token before, after
     removed_blocks: tuple[str, ...] = ()
+    plain_loadable: bool | None = None  # saved, plain from_pretrained loads it (None: no config)
 
     def __str__(self) -> str:
         lines = []
@@ -87,7 +89,16 @@ class PruneReport:
                 f"compensation: {self.compensation}; the compensated weights differ from the "
                 "masked original by design and are not what verify checked"
             )
+        if self.plain_loadable is not None:
+            lines.append(_LOADING[self.plain_loadable])
         return "\n".join(lines)
+
+
+_LOADING = {
+    True: "saved, it loads with plain from_pretrained (its config describes every layer)",
+    False: "saved, plain from_pretrained refuses it (widths differ per layer, or the config's "
+    "validators refuse them; its config.json says so): reload it with surgeon.load",
+}
 
 
 @dataclass(frozen=True)
@@ -236,6 +247,7 @@ def prune(
         block_params=(block_parameters(analysis), block_parameters(after)),
         block_flops=(block_flops(analysis, weights), block_flops(after, flop_weights(pruned))),
         removed_blocks=tuple(plan.remove_blocks),
+        plain_loadable=describes_itself(pruned) if _has_hf_config(pruned) else None,
     )
     return PruneResult(pruned, plan, report, scores)
 
@@ -346,6 +358,10 @@ def _depth_note(choice, plan: Plan) -> str | None:
     if len(plan.remove_blocks) != choice.layers:
         return f"{choice}; not applied: no block scores without calibration data"
     return str(choice)
+
+
+def _has_hf_config(model: nn.Module) -> bool:
+    return hasattr(getattr(model, "config", None), "to_dict")
 
 
 def _count(model: nn.Module) -> int:

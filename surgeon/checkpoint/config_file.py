@@ -94,19 +94,13 @@ def write_config(model: nn.Module, path: Path, dtype: torch.dtype | None = None)
 
 
 def loading_note(path: str | Path) -> str:
-    """One line for the user: how the saved directory ``path`` loads."""
+    """One line for the user: how to load the saved directory ``path``."""
     path = Path(path)
     if json.loads((path / "surgeon.json").read_text()).get("plain_from_pretrained"):
-        return (
-            f"loads with plain transformers: from_pretrained('{path}') (config.json describes "
-            "every layer); surgeon.load works too"
-        )
+        return f"load it with: from_pretrained('{path}') (plain transformers), or surgeon.load"
     if not (path / CONFIG).is_file():
-        return f"not a transformers model: reload with surgeon.load('{path}', model=<fresh copy>)"
-    return (
-        f"plain from_pretrained refuses it (no config.json can describe these shapes; it says "
-        f"so): load it with surgeon.load('{path}')"
-    )
+        return f"load it with: surgeon.load('{path}', model=<a fresh copy of the original>)"
+    return f"load it with: surgeon.load('{path}') (plain from_pretrained refuses it)"
 
 
 def refusal(path: Path) -> str | None:
