@@ -41,3 +41,11 @@ def test_the_rule_example_registers_a_rule():
     example = next(block for block in python_blocks() if "@register" in block)
     exec(compile(example, str(README), "exec"), {})
     assert lookup("mylib.fused_gelu_linear.default") is not None
+
+
+def test_the_healing_example_distils_and_saves_a_plain_model():
+    example = next(block for block in python_blocks() if "surgeon.heal(" in block)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(example, str(README), "exec"), {})
+    assert out.getvalue().splitlines() == ["True", "LlamaForCausalLM 20"]
