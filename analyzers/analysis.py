@@ -18,6 +18,7 @@ from .dispatched import has_accelerate_hooks, meta_skeleton, to_meta
 from .example_inputs import example_inputs, normalise_inputs
 from .grouping import form_groups
 from .groups import Block, Group
+from .limits import freeze_fixed_heads
 from .names import ParameterNames
 from .propagate import propagate
 from .sizes import ModelSize
@@ -83,7 +84,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     coupling.params = {names.canonical(n): axes for n, axes in coupling.params.items()}
     coupling.shapes = {names.canonical(n): shape for n, shape in coupling.shapes.items()}
     blocks = find_blocks(model, captured)
-    groups = form_groups(coupling, blocks, names.aliases, names.order)
+    groups = freeze_fixed_heads(model, form_groups(coupling, blocks, names.aliases, names.order))
     return Analysis(
         inputs=(args, kwargs),
         model_class=type(model).__name__,
@@ -166,11 +167,17 @@ class Analysis:
             "format_version": FORMAT_VERSION,
             "model_class": self.model_class,
             "capture_method": self.capture_method,
-            "groups": [g.to_dict() for g in self.groups],
+            "groups": [self._group_dict(g) for g in self.groups],
             "blocks": [b.to_dict() for b in self.blocks],
             "unknown_ops": {op: list(nodes) for op, nodes in self.unknown_ops.items()},
             "size": self.size.to_dict() if self.size else None,
         }
+
+    def _group_dict(self, group: Group) -> dict[str, Any]:
+        data = group.to_dict()
+        if self.size is not None:  # the cost model's FLOPs (experts at top_k / E)
+            data["flops_per_token"] = round(self.size.flops_of(_numels(group)))
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)

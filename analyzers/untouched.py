@@ -45,10 +45,7 @@ def untouched(model: nn.Module) -> Iterator[None]:
     """Run the body, then restore ``model``'s module attributes and parameter
     gradients to what they were (in-place changes to tensor values excepted:
     fx-surgeon makes none)."""
-    modules = [
-        (module, dict(module.__dict__), {name: dict(getattr(module, name)) for name in _DICTS})
-        for module in model.modules()
-    ]
+    modules = [(module, dict(module.__dict__), _contents(module)) for module in model.modules()]
     params = [(p, p.grad, p.requires_grad) for p in model.parameters()]
     try:
         yield
@@ -63,6 +60,16 @@ def untouched(model: nn.Module) -> Iterator[None]:
         for param, grad, requires_grad in params:
             param.grad = grad
             param.requires_grad_(requires_grad)
+
+
+def _contents(module: nn.Module) -> dict[str, dict]:
+    """The entries of the module's own dicts, and of any plain dict it keeps (a
+    cache filled in forward, as timm's LeViT keeps its attention biases)."""
+    kept = {name: dict(getattr(module, name)) for name in _DICTS}
+    for name, value in module.__dict__.items():
+        if type(value) is dict and name not in kept:
+            kept[name] = dict(value)
+    return kept
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "BertSelfAttention": ("all_head_size", "num_attention_heads"),
         "FalconAttention": ("num_heads", "num_kv_heads", "split_size"),
         "GPT2Attention": ("num_heads", "split_size"),
+        # multi-query: splits its fused c_attn by (embed_dim, kv_dim, kv_dim)
+        "GPTBigCodeAttention": ("num_heads", "embed_dim", "kv_dim", "num_key_value_groups"),
         "Gemma3Attention": ("num_key_value_groups",),
         "Gemma3MLP": ("intermediate_size",),
         "LlamaAttention": ("num_key_value_groups",),
@@ -52,18 +54,34 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "Qwen3MoeTopKRouter": ("num_experts",),
         "T5Attention": ("inner_dim", "n_heads"),
         "ViTAttention": ("num_attention_heads",),
+        # other libraries: keyed by module and class, their names are generic
+        "timm.layers.attention.Attention": ("attn_dim", "num_heads"),
     }.items()
 }
 
 
+# names so often the hidden size that only classes in the table update them, and
+# only as the heads' width (GPTBigCode's embed_dim is its query width): never on a
+# hidden-size cut, never by the generic path
+HEAD_WIDTH_ONLY = frozenset({"embed_dim"})
+
+
 def set_width_attributes(
-    module: nn.Module, path: str, names: Iterable[str], old: int, new: int, tx: Transaction
+    module: nn.Module,
+    path: str,
+    names: Iterable[str],
+    old: int,
+    new: int,
+    tx: Transaction,
+    heads: bool = False,
 ) -> None:
     """Set the attributes among ``names`` that ``module``'s class reads (the table),
     or, for a class the table does not know, every one that equals ``old`` (logged)."""
     known = _known(module)
     for name in names:
         if getattr(module, name, None) != old or isinstance(getattr(module, name), bool):
+            continue
+        if name in HEAD_WIDTH_ONLY and (known is None or not heads):
             continue
         if known is None:
             log.info(
@@ -82,6 +100,7 @@ def set_width_attributes(
 
 def _known(module: nn.Module) -> frozenset[str] | None:
     for cls in type(module).__mro__:
-        if cls.__name__ in ATTRIBUTES:
-            return ATTRIBUTES[cls.__name__]
+        for key in (f"{cls.__module__}.{cls.__qualname__}", cls.__name__):
+            if key in ATTRIBUTES:
+                return ATTRIBUTES[key]
     return None

@@ -38,6 +38,10 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
     "all_head_size": lambda kv, q, hd: kv * q * hd,
     "inner_dim": lambda kv, q, hd: kv * q * hd,
     "split_size": lambda kv, q, hd: kv * q * hd,
+    "embed_dim": lambda kv, q, hd: kv * q * hd,  # table classes only (HEAD_WIDTH_ONLY)
+    "kv_dim": lambda kv, q, hd: kv * hd,
+    "attn_dim": lambda kv, q, hd: kv * q * hd,  # timm's Attention reshapes its output by it
+    "num_kv_groups": lambda kv, q, hd: q,
 }
 _WIDTH_ATTRS = {
     # kv_lora_rank: MLA splits its compressed KV by it (DeepSeek-V2/V3)
@@ -76,7 +80,8 @@ def update_attributes(
         paths = _owner_paths(cut.group)
         for old, new, names in _changes(cut):
             for path, module in zip(paths, modules, strict=True):
-                set_width_attributes(module, path, names, old, new, tx)
+                heads = cut.group.kind == GroupKind.ATTENTION
+                set_width_attributes(module, path, names, old, new, tx, heads)
         if cut.group.kind == GroupKind.ATTENTION:
             (kv, q), (kv2, q2), head_dim = _attention_sizes(cut)
             named = [(path, model.get_submodule(path)) for path in _owner_paths(cut.group)]

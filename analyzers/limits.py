@@ -1,0 +1,64 @@
+"""Module classes whose code derives a head width from its input, which no
+graph shows: their attention groups are frozen up front, with the reason.
+
+torchvision's Swin splits its fused ``qkv`` into ``num_heads`` heads of width
+``C // num_heads``, ``C`` read from its input: with fewer heads the same
+``C`` gives wider heads, and the cut model computes something else (or fails
+to reshape). Each entry names the class by module and name, and says why; a
+cut of such a group is refused before anything is copied, and the planner
+never picks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+
+from torch import nn
+
+from .groups import Group, GroupKind
+
+__all__ = ["FIXED_HEADS", "freeze_fixed_heads"]
+
+_SWIN = (
+    "computes its head width as C // num_heads from its input's channels, so with fewer "
+    "heads it would re-split the kept ones at the wrong width"
+)
+FIXED_HEADS: dict[str, str] = {
+    "torchvision.models.swin_transformer.ShiftedWindowAttention": _SWIN,
+    "torchvision.models.swin_transformer.ShiftedWindowAttentionV2": _SWIN,
+    "timm.models.levit.Attention": (
+        "reshapes its output to val_attn_dim and its bias table to a fixed head count"
+    ),
+    "timm.models.levit.AttentionDownsample": (
+        "reshapes its output to val_attn_dim and its bias table to a fixed head count"
+    ),
+}
+
+
+def freeze_fixed_heads(model: nn.Module, groups: Iterable[Group]) -> list[Group]:
+    """``groups`` with every attention group owned by a class of
+    :data:`FIXED_HEADS` frozen, naming the module."""
+    found = []
+    for group in groups:
+        if group.kind == GroupKind.ATTENTION and group.frozen is None:
+            reason = _fixed(model, group)
+            if reason:
+                group = replace(group, frozen=reason)
+        found.append(group)
+    return found
+
+
+def _fixed(model: nn.Module, group: Group) -> str | None:
+    paths = dict.fromkeys(
+        path for m in group.members for path in (m.module, m.module.rpartition(".")[0])
+    )
+    for path in paths:
+        module = model.get_submodule(path)
+        name = f"{type(module).__module__}.{type(module).__qualname__}"
+        if name in FIXED_HEADS:
+            return (
+                f"module '{path}' ({type(module).__name__}) {FIXED_HEADS[name]}: its heads "
+                "cannot be removed; cut its MLP or channels instead"
+            )
+    return None
