@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import fx, nn
+from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils import _pytree as pytree
 
 from surgeon.errors import CaptureError
@@ -39,6 +40,8 @@ class Capture:
     user_inputs: dict[str, str]  # placeholder name -> argument name
     method: str  # "export" or "symbolic_trace"
     constants: dict[str, torch.Tensor] = field(default_factory=dict)  # placeholder -> value
+    # placeholder -> the module attribute a lifted constant was read from ('layers.0.table')
+    attributes: dict[str, str] = field(default_factory=dict)
     output_labels: list[str] = field(default_factory=list)  # one per flattened output
     owner: Any = field(default=None, repr=False)  # keeps the graph's module alive
 
@@ -119,6 +122,11 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
         for node, name in signature.inputs_to_lifted_tensor_constants.items()
         if isinstance(program.constants.get(name), torch.Tensor)
     }
+    attributes = {
+        node: name
+        for node, name in signature.inputs_to_lifted_tensor_constants.items()
+        if _is_tensor_attribute(model, name)  # not a tensor made in forward ('lifted_tensor_0')
+    }
     return Capture(
         graph=program.graph,
         params=dict(signature.inputs_to_parameters),
@@ -126,9 +134,21 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
         user_inputs=user_inputs,
         method="export",
         constants=constants,
+        attributes=attributes,
         output_labels=_leaf_labels(program.call_spec.out_spec),
         owner=program,
     )
+
+
+def _is_tensor_attribute(model: nn.Module, name: str) -> bool:
+    path, _, attribute = name.rpartition(".")
+    try:
+        module = model.get_submodule(path)
+    except AttributeError:
+        return False
+    value = module.__dict__.get(attribute)
+    # a FakeTensor is one this very export assigned (untouched() takes it off)
+    return isinstance(value, torch.Tensor) and not isinstance(value, FakeTensor)
 
 
 def _leaf_labels(spec, prefix: str = "") -> list[str]:

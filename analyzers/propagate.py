@@ -81,7 +81,23 @@ class _Propagator:
             label = self.capture.user_inputs[node.name]
             for atom in axes:
                 self._pin(atom, f"axis of the model input '{label}'", Interface.INPUT)
+        elif node.name in self.capture.attributes:
+            self._freeze_attribute(self.capture.attributes[node.name], axes)
         return axes
+
+    def _freeze_attribute(self, attribute: str, axes: tuple[int, ...]) -> None:
+        """A plain tensor attribute (a table an earlier forward cached on its
+        module) is neither a parameter nor a buffer, so a cut cannot slice it:
+        every axis it has stays whole."""
+        module, _, name = attribute.rpartition(".")
+        reason = (
+            f"tensor attribute '{attribute}' is not a parameter or buffer, so a cut cannot "
+            f"slice it: register it with register_buffer('{name}', ..., persistent=False) "
+            "or rebuild it in forward"
+        )
+        for atom in axes:
+            if self.algebra.size(atom) != 1:
+                self.algebra.add_fact(atom, Fact(FactKind.FROZEN, reason, module))
 
     def get_attr(self, node: fx.Node):
         value = getattr(self.capture.owner, str(node.target), None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -70,3 +71,46 @@ def test_a_buffer_registered_inside_forward_couples_like_one_registered_in_init(
     assert [g.size for g in analysis.by_kind("mlp")] == [MLP, MLP]
     # only the interfaces: token ids look up rows, the logits are the output
     assert sorted(g.id for g in analysis.frozen) == ["output@head", "vocab@embed"]
+
+
+class _HeadBiasAttention(nn.Module):
+    """A per-head distance-bias table built on first use and kept (the same
+    slope for every head: values taken from the head index would freeze it)."""
+
+    def __init__(self, width: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = heads, width // heads
+        self.qkv, self.out = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.alibi = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).view(b, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        if self.alibi is None or self.alibi.shape[-1] != n:
+            slopes = torch.ones(self.num_heads, 1, 1)
+            position = torch.arange(n)
+            self.alibi = -slopes * (position[None] - position[:, None]).abs() / n
+        scores = q @ k.transpose(-1, -2) / self.head_dim**0.5 + self.alibi
+        return self.out((scores.softmax(-1) @ v).transpose(1, 2).reshape(b, n, -1))
+
+
+def test_a_per_head_table_cached_by_an_earlier_forward_keeps_the_heads_whole():
+    # was: the cut refused after the fact, blaming "a size written into the code"
+    torch.manual_seed(0)
+    model, x = nn.Sequential(_HeadBiasAttention()).eval(), torch.randn(2, 6, 32)
+    analysis = surgeon.analyze(model, x)
+    (fresh,) = analysis.by_kind("attention")
+    assert fresh.frozen is None  # built in forward: the cut copy rebuilds it
+    plan = {fresh.id: [0, 2]}
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    report = surgeon.verify(model, pruned, plan, x, analysis=analysis)
+    assert report.ok and not report.weak
+    with torch.no_grad():
+        model(x)  # the user ran it: a real 4-head table now sits on the module
+    analysis = surgeon.analyze(model, x)
+    (cached,) = analysis.by_kind("attention")
+    assert "tensor attribute '0.alibi' is not a parameter or buffer" in cached.frozen
+    with pytest.raises(surgeon.PlanError, match="register_buffer"):
+        surgeon.apply(model, plan, analysis=analysis)
+    assert model[0].alibi.shape == (4, 6, 6)
