@@ -80,14 +80,15 @@ def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
 
 
 def plain_output(output: Any) -> Any:
-    """``output`` with every leaf that is not a tensor or a plain value (a
-    ``DynamicCache``, Mamba's cache) replaced by ``None``; ``ModelOutput``s drop
-    such fields."""
-    return pytree.tree_map(lambda leaf: leaf if _plain_leaf(leaf) else None, output)
+    """``output`` with every cache object (``DynamicCache``,
+    ``EncoderDecoderCache``, Mamba's: any class named ``...Cache``) replaced by
+    ``None``; ``ModelOutput``s drop such fields. Anything else is kept, so an
+    output capture cannot return still fails loudly."""
+    return pytree.tree_map(lambda leaf: None if _is_cache(leaf) else leaf, output)
 
 
-def _plain_leaf(leaf: Any) -> bool:
-    return leaf is None or isinstance(leaf, (torch.Tensor, int, float, bool, str))
+def _is_cache(leaf: Any) -> bool:
+    return any(cls.__name__.endswith("Cache") for cls in type(leaf).__mro__)
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from surgeon.analyzers.capture import plain_output
 from surgeon.analyzers.checks import check_eval_mode
 from surgeon.analyzers.example_inputs import call_inputs
 from surgeon.analyzers.untouched import untouched
+from surgeon.errors import InputError
 from surgeon.plan.plan import Plan
 from surgeon.rewriters import GroupCut, ResolvedPlan, apply, resolve
 
@@ -133,6 +134,12 @@ def verify(
     tolerance = _TOLERANCE.get(dtype, 1e-5) if tolerance is None else tolerance
     expected = _run(MaskedReference(original, resolved), args, kwargs)
     outputs = _check(expected, _run(pruned, args, kwargs), tolerance)
+    if not outputs:
+        raise InputError(
+            f"{type(original).__name__} returned no floating-point tensor to compare "
+            f"(got {type(expected).__name__}): verify compares tensors, lists, tuples, dicts "
+            "and ModelOutputs of them"
+        )
     moved = _check(expected, _run(original, args, kwargs), tolerance)
     power = max((c.max_rel for c in moved), default=0.0)
     inexact = {}

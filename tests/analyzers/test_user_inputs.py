@@ -62,3 +62,61 @@ def test_user_style_inputs_give_the_derived_groups_and_a_verified_cut(name):
     assert report.power > WEAK_POWER * report.tolerance and not report.weak
     assert not diff(before, state_of(model))
     assert not diff(after_apply, state_of(pruned))
+
+
+class StateCache:
+    """A cache object a plain model returns beside its output."""
+
+    def __init__(self, state: torch.Tensor) -> None:
+        self.state = state
+
+
+class ReturnsCache(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = torch.nn.Linear(6, 10), torch.nn.Linear(10, 6)
+
+    def forward(self, x: torch.Tensor):
+        hidden = torch.relu(self.up(x))
+        return {"out": self.down(hidden), "cache": StateCache(hidden)}
+
+
+def test_cache_objects_are_dropped_from_what_is_captured_and_compared():
+    torch.manual_seed(0)
+    model, x = ReturnsCache().eval(), torch.randn(3, 6)
+    analysis = surgeon.analyze(model, x)
+    (mlp,) = [g for g in analysis.prunable if g.size == 10]
+    plan = {mlp.id: list(range(0, 10, 2))}
+    report = surgeon.verify(model, surgeon.apply(model, plan, analysis=analysis), plan, x)
+    assert [o.name for o in report.outputs] == ["['out']"] and report.ok
+
+
+def test_a_user_who_asks_for_the_cache_gets_it_left_out_of_the_check():
+    model = HF_MODELS["llama"]()
+    ids = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": ids, "use_cache": True}
+    analysis = surgeon.analyze(model, inputs)
+    assert table(analysis) == table(surgeon.analyze(model))
+    mlp = analysis.by_kind("mlp")[0]
+    plan = surgeon.Plan.for_analysis(analysis, {mlp.id: list(range(0, mlp.size, 2))})
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    report = surgeon.verify(model, pruned, plan, inputs, analysis=analysis)
+    assert [o.name for o in report.outputs] == ["['logits']"] and report.ok
+
+
+class _Opaque:
+    def __init__(self, value: torch.Tensor) -> None:
+        self.value = value
+
+
+def test_an_output_that_is_not_a_cache_is_not_silently_dropped():
+    class ReturnsOpaque(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return _Opaque(self.fc(x))
+
+    with pytest.raises(surgeon.CaptureError, match="could not capture ReturnsOpaque"):
+        surgeon.analyze(ReturnsOpaque().eval(), torch.randn(2, 4))
