@@ -185,9 +185,16 @@ def sweep(
 ) -> dict[str, dict]:
     """Run the architectures named in ``todo``; rows update as they finish."""
     # the issue's named causes and the slice first, then task heads, base models last
+    # never-run rows first (coverage before re-runs), the issue's named causes
+    # and the slice first among them, base models last
     pending = sorted(
         (a for a in archs if a.model_type in todo),
-        key=lambda a: (a.model_type not in FIRST, a.task == "base", a.model_type),
+        key=lambda a: (
+            a.model_type in rows,
+            a.model_type not in FIRST,
+            a.task == "base",
+            a.model_type,
+        ),
     )
     print(f"running {len(pending)} of {len(archs)} architectures", flush=True)
 

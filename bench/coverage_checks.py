@@ -227,6 +227,13 @@ class Checks:
         ids = kwargs["input_ids"][:1]
         options = dict(max_new_tokens=GENERATE_TOKENS, do_sample=False, use_cache=True)
         options["attention_mask"] = torch.ones_like(ids)
+        if getattr(self.model.config, "is_encoder_decoder", False):
+            # small configs built from defaults may name no start token (T5's is 0)
+            config = self.model.config
+            start = getattr(config, "decoder_start_token_id", None)
+            options["decoder_start_token_id"] = (
+                start if start is not None else (config.pad_token_id or 0)
+            )
         reference = MaskedReference(self.model, resolve(plan, self.analysis))
         expected = reference.generate(ids, **options)
         got = pruned.generate(ids, **options)

@@ -27,7 +27,7 @@ MAPPINGS = (
 )
 
 HIDDEN, HEAD_DIM, HEADS, KV_HEADS, MLP, EXPERT_MLP = 64, 16, 4, 2, 96, 32
-LAYERS, EXPERTS, TOP_K, VOCAB, POSITIONS, IMAGE = 2, 4, 2, 256, 256, 64
+LAYERS, EXPERTS, TOP_K, VOCAB, POSITIONS, IMAGE = 2, 4, 2, 256, 256, 224
 
 # attribute name -> target (values are only ever lowered, never raised)
 SCALARS: dict[str, int] = {
@@ -169,7 +169,10 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
         ),
         None,
     )
+    staged = isinstance(values.get("depths"), list)  # num_layers = len(depths) there
     for name, value in values.items():
+        if staged and name in LAYER_NAMES:
+            continue
         if isinstance(value, dict) and value and "model_type" in value:
             out[name] = shrink(value)
         elif isinstance(value, bool) or not isinstance(value, int):
@@ -258,7 +261,7 @@ def _align_widths(out: dict) -> None:
     heads = out.get("num_heads")
     width = next((k for k in ("embed_dim", "hidden_size") if isinstance(out.get(k), int)), None)
     if isinstance(heads, list) and heads and width:
-        out["num_heads"] = [min(h, 2**i) for i, h in enumerate(heads)]
+        out["num_heads"] = [min(h, 2 ** (i + 1)) for i, h in enumerate(heads)]
         out[width] = HEAD_DIM * out["num_heads"][0]
     heads = next(
         (
