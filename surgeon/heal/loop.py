@@ -97,10 +97,8 @@ class _Run:
         accelerator.gradient_accumulation_steps = self.per_process // self.micro
         self.steps = math.ceil(options.tokens / (options.batch_size * options.seq_len))
         self.order = DataOrder(len(data.train), options.batch_size, options.seed)
-        if options.gradient_checkpointing and hasattr(student, "gradient_checkpointing_enable"):
-            student.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+        if options.gradient_checkpointing:
+            _checkpointing(student, on=True)
         device = accelerator.device
         if device.type == "cuda" and data.train.numel() * 8 <= ON_DEVICE:  # no copy per step
             self.data = dataclasses.replace(data, train=data.train.to(device))
@@ -155,9 +153,9 @@ class _Run:
                 state["history"].append(entry)
                 progress.show(step, entry)
                 running.clear()
-            if step % eval_every == 0 or step == self.steps:
+            if (step % eval_every == 0 or step == self.steps) and self.data.held_out is not None:
                 stopped = self._evaluate(step, state)
-                progress.show(step, {"ppl": state["evaluations"][-1].get("perplexity")})
+                progress.show(step, {"ppl": state["evaluations"][-1]["perplexity"]})
             if opts.checkpoint_dir and (step % save_every == 0 or step == self.steps or stopped):
                 shape = opts.run_shape()
                 write(acc, opts.checkpoint_dir, step, {**state, "step": step, "shape": shape})
@@ -248,8 +246,8 @@ class _Run:
         acc = self.accelerator
         acc.wait_for_everyone()
         model = merged(acc.unwrap_model(self.model, keep_fp32_wrapper=False))
-        if self.options.gradient_checkpointing and hasattr(model, "gradient_checkpointing_disable"):
-            model.gradient_checkpointing_disable()
+        if self.options.gradient_checkpointing:
+            _checkpointing(model, on=False)
         model.requires_grad_(True).eval()
         provenance = Provenance.of(model)
         if provenance is not None:
@@ -269,6 +267,27 @@ class _Run:
         if tokens:
             return max(1, round(tokens / (self.options.batch_size * self.options.seq_len)))
         return max(1, math.ceil(self.steps / parts)) if parts else None
+
+
+def _checkpointing(model: nn.Module, on: bool) -> None:
+    """Activation checkpointing through transformers (``activation_checkpointing_*``
+    since 5.2x, ``gradient_checkpointing_*`` before)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.activation_checkpointing_disable()
+    elif hasattr(model, "gradient_checkpointing_enable"):
+        if on:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_disable()
+    elif on:
+        raise InputError(
+            f"heal: {type(model).__name__} has no activation checkpointing (a transformers "
+            "model has); drop gradient_checkpointing=True"
+        )
 
 
 def _vocab(model: nn.Module, role: str) -> int:

@@ -109,3 +109,9 @@ def test_options_are_checked(student, teacher, ids):
             surgeon.heal(student, teacher, ids, tokens=256, **{**TINY, **bad})
     with pytest.raises(surgeon.InputError, match="needs a teacher"):
         surgeon.heal(student, None, ids, tokens=256, **TINY)
+
+
+def test_data_too_short_to_hold_out_trains_without_evaluations(student, teacher, ids):
+    result = surgeon.heal(student, teacher, ids[: 20 * 64], tokens=256, **TINY)
+    assert result.evaluations == [] and result.held_out == "none" and result.steps == 1
+    assert result.perplexity_after is None and "held-out" not in str(result)

@@ -116,3 +116,21 @@ def test_top_k_and_hidden_state_terms_train(student, teacher, ids):
     last = result.history[-1]
     assert last["kd"] > 0 and last["ce"] > 0 and last["hidden"] > 0
     assert abs(last["loss"] - (0.8 * last["kd"] + 0.2 * last["ce"] + 0.5 * last["hidden"])) < 1e-4
+
+
+def test_early_stop_when_held_out_perplexity_stops_improving(student, teacher, ids):
+    step = 4 * 64
+    result = surgeon.heal(
+        student, teacher, ids, tokens=6 * step, lr=0.5, warmup=0.0, eval_every=step, patience=1,
+        **TINY,
+    )  # fmt: skip
+    assert result.stopped_early and result.steps < 6
+    assert result.evaluations[-1]["perplexity"] >= result.evaluations[0]["perplexity"]
+
+
+def test_gradient_checkpointing_trains_and_is_switched_off_after(student, teacher, ids):
+    result = surgeon.heal(
+        student, teacher, ids, tokens=4 * 64, gradient_checkpointing=True, eval_every=10**9, **TINY
+    )
+    assert result.steps == 1 and result.history[-1]["kd"] > 0
+    assert not getattr(result.model, "is_activation_checkpointing", False)
