@@ -12,6 +12,7 @@ parameter's gradient and ``requires_grad``, and puts them all back on exit.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-__all__ = ["StateDiff", "diff", "leaves_model_untouched", "state_of", "untouched"]
+__all__ = [
+    "StateDiff",
+    "copy_keeping_modes",
+    "diff",
+    "leaves_model_untouched",
+    "state_of",
+    "untouched",
+]
 
 _DICTS = ("_parameters", "_buffers", "_modules")
 _Function = TypeVar("_Function", bound=Callable[..., Any])
@@ -70,6 +78,19 @@ def _contents(module: nn.Module) -> dict[str, dict]:
         if type(value) is dict and name not in kept:
             kept[name] = dict(value)
     return kept
+
+
+def copy_keeping_modes(model: nn.Module) -> nn.Module:
+    """A deep copy in which every module keeps its training flag: a module that
+    rebuilds itself when copied (einops' ``Rearrange`` calls ``__init__`` in
+    ``__setstate__``) would come back in training mode."""
+    target = copy.deepcopy(model)
+    flags = [m.training for m in model.modules()]
+    copies = list(target.modules())
+    if len(copies) == len(flags):
+        for module, training in zip(copies, flags, strict=True):
+            module.training = training
+    return target
 
 
 @dataclass(frozen=True)

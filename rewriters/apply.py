@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -20,6 +19,7 @@ from torch.utils import _pytree as pytree
 from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
 from surgeon.analyzers.capture import capture
 from surgeon.analyzers.checks import check_no_hooks
+from surgeon.analyzers.untouched import copy_keeping_modes
 from surgeon.checkpoint.provenance import Provenance, record
 from surgeon.errors import CaptureError, PlanError, RewriteError
 from surgeon.plan.plan import Plan
@@ -54,7 +54,7 @@ def apply(
     analysis = analysis if analysis is not None else analyze(model)
     resolved = resolve(plan, analysis)
     provenance = Provenance.of(model) or Provenance.start(model)
-    target = model if inplace else _copy(model)
+    target = model if inplace else copy_keeping_modes(model)
     slices = kept_indices(resolved)
     new_tensors = {name: _slice(_tensor(target, name), dims) for name, dims in slices.items()}
     tx = Transaction()
@@ -75,19 +75,6 @@ def apply(
         raise RewriteError(
             f"rewriting {type(model).__name__} failed, model unchanged: {error}"
         ) from error
-    return target
-
-
-def _copy(model: nn.Module) -> nn.Module:
-    """A deep copy in which every module keeps its training flag: a module that
-    rebuilds itself when copied (einops' ``Rearrange``) comes back in training
-    mode, and the copy would then fail ``verify``'s eval-mode check."""
-    target = copy.deepcopy(model)
-    flags = [m.training for m in model.modules()]
-    copies = list(target.modules())
-    if len(copies) == len(flags):
-        for module, training in zip(copies, flags, strict=True):
-            module.training = training
     return target
 
 

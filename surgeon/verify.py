@@ -18,7 +18,6 @@ them), a wrong cut would pass as well as a right one: the report says so
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +31,7 @@ from surgeon.analyzers import Analysis, analyze
 from surgeon.analyzers.capture import plain_output
 from surgeon.analyzers.checks import check_eval_mode
 from surgeon.analyzers.example_inputs import call_inputs
-from surgeon.analyzers.untouched import untouched
+from surgeon.analyzers.untouched import copy_keeping_modes, untouched
 from surgeon.errors import InputError
 from surgeon.plan.plan import Plan
 from surgeon.rewriters import GroupCut, ResolvedPlan, apply, resolve
@@ -166,7 +165,7 @@ class MaskedReference:
     """A copy of ``model`` with the plan's removed units masked. Call it like the model."""
 
     def __init__(self, model: nn.Module, resolved: ResolvedPlan) -> None:
-        self.model = copy.deepcopy(model)
+        self.model = copy_keeping_modes(model)
         self._logit_masks: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             for cut in resolved.cuts:
