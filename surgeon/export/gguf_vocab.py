@@ -17,7 +17,7 @@ from typing import Any
 
 from surgeon.export.decoder import ExportError
 
-__all__ = ["GgufVocab", "vocab_of", "write_vocab"]
+__all__ = ["GgufVocab", "load_tokenizer", "vocab_of", "write_vocab"]
 
 # GGUF token types (llama.cpp's llama_token_type)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
@@ -52,16 +52,22 @@ class GgufVocab:
     chat_template: str | None
 
 
+def load_tokenizer(tokenizer: Any) -> Any:
+    """A transformers tokenizer, or the one in the directory ``tokenizer`` names."""
+    if not isinstance(tokenizer, (str, Path)):
+        return tokenizer
+    import transformers
+
+    # Not from config.json: a ragged cut's config describes no single model,
+    # and tokenizer_config.json names the tokenizer class by itself.
+    no_config = transformers.PretrainedConfig()
+    return transformers.AutoTokenizer.from_pretrained(tokenizer, config=no_config)
+
+
 def vocab_of(tokenizer: Any, n_vocab: int) -> GgufVocab:
     """The GGUF vocabulary of a transformers tokenizer (or a directory holding
     one) for a model with ``n_vocab`` embedding rows."""
-    if isinstance(tokenizer, (str, Path)):
-        import transformers
-
-        # Not from config.json: a ragged cut's config describes no single model,
-        # and tokenizer_config.json names the tokenizer class by itself.
-        no_config = transformers.PretrainedConfig()
-        tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer, config=no_config)
+    tokenizer = load_tokenizer(tokenizer)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise ExportError(

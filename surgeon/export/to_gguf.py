@@ -22,7 +22,8 @@ from torch import nn
 
 from surgeon.errors import InputError
 from surgeon.export.decoder import DecoderShape, ExportError, describe
-from surgeon.export.gguf_vocab import vocab_of, write_vocab
+from surgeon.export.gguf_check import PROMPT, llama_cpp_gap, tolerance
+from surgeon.export.gguf_vocab import load_tokenizer, vocab_of, write_vocab
 
 __all__ = ["DTYPES", "GgufExport", "gguf"]
 
@@ -39,12 +40,19 @@ class GgufExport:
     dtype: str
     shape: DecoderShape
     parameters: int
+    gap: float | None  # llama.cpp vs PyTorch, last-token logits; None: not run
 
     def __str__(self) -> str:
         widths = sorted({layer.ffn for layer in self.shape.layers})
+        checked = (
+            "not checked: llama-cpp-python is not installed (pip install 'fx-surgeon[export]')"
+            if self.gap is None
+            else f"llama.cpp matches PyTorch: last-token logits {self.gap:.1e} apart (relative)"
+        )
         return (
             f"{self.path}: {self.architecture}, {len(self.shape.layers)} layers, "
-            f"MLP widths {widths[0]}-{widths[-1]}, {self.parameters:,} parameters, {self.dtype}"
+            f"MLP widths {widths[0]}-{widths[-1]}, {self.parameters:,} parameters, "
+            f"{self.dtype}\n{checked}"
         )
 
 
@@ -53,18 +61,24 @@ def gguf(
     path: str | Path,
     dtype: str = "f16",
     tokenizer: Any = None,
+    check: bool = True,
 ) -> GgufExport:
     """Write ``model`` (a transformers Llama, Mistral, Qwen2 or Qwen3 causal LM,
     cut or not) to ``path`` for llama.cpp. ``tokenizer`` is a transformers
-    tokenizer or its directory; by default the model's own directory. Raises
-    :class:`ExportError` for what llama.cpp cannot express; nothing is written then."""
+    tokenizer or its directory; by default the model's own directory. With
+    ``check`` (and llama-cpp-python installed) the file is run in llama.cpp on a
+    short prompt and must give PyTorch's last-token logits within
+    :data:`~surgeon.export.gguf_check.TOLERANCE`. Raises :class:`ExportError`
+    for what llama.cpp cannot express or computes differently; nothing is
+    written then."""
     import gguf as gguf_lib
 
     if dtype not in DTYPES:
         raise InputError(f"dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     shape = describe(model)
     architecture = _architecture(shape)
-    vocab = vocab_of(tokenizer if tokenizer is not None else _own_tokenizer(model), shape.vocab)
+    tokenizer = load_tokenizer(tokenizer if tokenizer is not None else _own_tokenizer(model))
+    vocab = vocab_of(tokenizer, shape.vocab)
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     writer = gguf_lib.GGUFWriter(str(partial), architecture)
@@ -77,13 +91,26 @@ def gguf(
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
+        gap = _checked(model, partial, tokenizer, dtype) if check else None
         os.replace(partial, path)
     except BaseException:
         writer.close()
         partial.unlink(missing_ok=True)
         raise
     parameters = sum(p.numel() for p in model.parameters())
-    return GgufExport(path, architecture, dtype, shape, parameters)
+    return GgufExport(path, architecture, dtype, shape, parameters, gap)
+
+
+def _checked(model: nn.Module, path: Path, tokenizer: Any, dtype: str) -> float | None:
+    gap = llama_cpp_gap(model, path, list(tokenizer(PROMPT)["input_ids"]))
+    limit = tolerance(model, dtype)
+    if gap is not None and not gap <= limit:
+        raise ExportError(
+            f"llama.cpp runs the written file {gap:.2g} apart from PyTorch (last-token "
+            f"logits, relative; {dtype} allows {limit:g}): not written. Please report it "
+            "with the model's config"
+        )
+    return gap
 
 
 def _architecture(shape: DecoderShape) -> str:

@@ -100,3 +100,16 @@ def test_bad_dtype_is_refused(tokenizer, tmp_path):
     with pytest.raises(ValueError, match="f32, f16, bf16"):
         gguf(build("llama"), tmp_path / "m.gguf", dtype="q4", tokenizer=tokenizer)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_file_llama_cpp_computes_differently_is_not_written(tokenizer, tmp_path, monkeypatch):
+    from surgeon.export import to_gguf
+
+    model = build("llama")
+    written = gguf(model, tmp_path / "good.gguf", dtype="f32", tokenizer=tokenizer)
+    assert written.gap is not None and written.gap <= 1e-3
+    assert "llama.cpp matches PyTorch" in str(written)
+    monkeypatch.setattr(to_gguf, "_pairs_adjacent", lambda weight, heads: weight)  # a wrong RoPE
+    with pytest.raises(ExportError, match="apart from PyTorch"):
+        gguf(model, tmp_path / "bad.gguf", dtype="f32", tokenizer=tokenizer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.gguf"]
