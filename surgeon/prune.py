@@ -62,15 +62,16 @@ class PruneReport:
         lines = []
         if self.target and self.block_params:
             (p0, p1), (f0, f1) = self.block_params, self.block_flops or (1.0, 1.0)
+            flops = f", {1 - f1 / f0:.1%} of their FLOPs per token" if f0 else ""
             lines.append(
-                f"target: {self.target}; achieved: {1 - p1 / p0:.1%} of block parameters, "
-                f"{1 - f1 / f0:.1%} of their FLOPs per token"
+                f"target: {self.target}; achieved: {1 - p1 / max(p0, 1):.1%} of block "
+                f"parameters{flops}"
             )
         lines += [
             f"parameters: {self.params_before:,} -> {self.params_after:,} "
             f"({self.params_after / self.params_before:.1%})",
             f"FLOPs per token: {self.flops_before:,} -> {self.flops_after:,} "
-            f"({self.flops_after / self.flops_before:.1%})",
+            f"({self.flops_after / max(self.flops_before, 1):.1%})",
         ]
         used = sorted(set(self.criterion.values()))
         lines.append(f"criteria used: {', '.join(used) or 'none'} ({len(self.criterion)} groups)")
@@ -253,11 +254,12 @@ def prune(
 
 
 def _accept(check: VerifyReport | None) -> None:
-    """Refuse a cut that does not verify (groups inexact by nature excepted:
-    the report lists them); warn when the check could not see the cut."""
+    """Refuse a cut that does not verify (groups inexact by nature excepted,
+    when the plan's exact groups verify without them); warn when the check
+    could not see the cut."""
     if check is None:
         return
-    if not check.ok and not check.inexact:
+    if not check.accepted:
         raise VerificationError(
             f"the cut model does not match the masked original (max rel {check.max_rel:.3g}, "
             f"tolerance {check.tolerance:g}), so it is not returned; the model is unchanged. "

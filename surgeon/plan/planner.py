@@ -143,16 +143,24 @@ def _unit_cost(group: Group, level: str | None, weights) -> float:
         if m.buffer or (level is not None and level not in level_digits(m.layout)):
             continue
         weight = 1.0 if weights is None else weights.get(m.param, 0.0)
-        costs.setdefault(m.param, m.numel / size * weight)
+        costs.setdefault(m.param, m.numel * _indexed_share(m) / size * weight)
     return sum(costs.values())
+
+
+def _indexed_share(member) -> float:
+    """The share of the member's dim that the group's units index: a DenseNet
+    layer's input columns are a concatenation, of which one group owns one
+    segment; the other segments are not removed with its units."""
+    layout = member.layout
+    if layout.kind == "unit":
+        return 1.0
+    fixed = len(layout.indices({level: () for level in layout.levels()}))
+    return 1.0 - fixed / layout.size
 
 
 def _candidate(group: Group, scores: torch.Tensor, options: PlanOptions, weights) -> Candidate:
     if group.kind != GroupKind.ATTENTION or len(group.levels) < 2:
-        cost = group.params_covered / group.size
-        if weights is not None:
-            cost = _unit_cost(group, None, weights)
-        return Candidate(group, None, scores.double(), cost)
+        return Candidate(group, None, scores.double(), _unit_cost(group, None, weights))
     grid = scores.double().view(group.kv_heads, group.q_per_kv)
     if options.heads == "kv":
         return Candidate(group, "kv", grid.sum(1), _unit_cost(group, "kv", weights))
