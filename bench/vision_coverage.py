@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -79,22 +80,26 @@ def main() -> None:
         or (args.rerun_failed and not rows[(m.key, tool)].get("handled"))
     ]
     small = [t for t in todo if not t[0].big]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)  # no oversubscribed cores
     with ThreadPoolExecutor(args.jobs) as pool:
-        for row in pool.map(lambda t: _run(*t, args.timeout), small):
+        for row in pool.map(lambda t: _run(*t, args.timeout, threads), small):
             _store(row)
     for spec, tool in [t for t in todo if t[0].big]:
-        _store(_run(spec, tool, args.timeout))
+        _store(_run(spec, tool, args.timeout, os.cpu_count() or 1))
     from vision_report import write_section
 
     text = write_section(_cached(), MODELS, write=args.write)
     print(text)
 
 
-def _run(spec: VisionModel, tool: str, timeout: float) -> dict:
+def _run(spec: VisionModel, tool: str, timeout: float, threads: int) -> dict:
     started = time.time()
     command = [sys.executable, __file__, "--worker", spec.key, "--tool", tool]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+        )
     except subprocess.TimeoutExpired:
         row = {"error": f"timeout: no answer within {timeout:.0f} s"}
     else:

@@ -179,17 +179,20 @@ def _torchvision() -> list[VisionModel]:
     models = []
     for name in _CLASSIFICATION:
         kwargs = {"aux_logits": False} if name in ("googlenet", "inception_v3") else {}
-        size = 299 if name == "inception_v3" else 224
+        # 128x128 where the model takes any size (structure does not depend on it,
+        # and the CPU sweep runs five forwards per model); 224 where it is fixed
+        size = 224 if name.startswith(("vit", "swin")) else 160 if "inception" in name else 128
         models.append(
             VisionModel(name, "torchvision", "classification", kwargs, size, (), name in big)
         )
     for name in _SEGMENTATION:
-        models.append(VisionModel(name, "torchvision", "segmentation", {"aux_loss": None}))
+        models.append(VisionModel(name, "torchvision", "segmentation", {"aux_loss": None}, 128))
     for name in _DETECTION:
         family = "ssd" if name.startswith("ssd") else name.split("_")[0]
         kwargs = {"weights_backbone": None}
         if "ssd" not in name:
             kwargs["trainable_backbone_layers"] = 5  # BatchNorm2d, not FrozenBatchNorm2d
+            kwargs.update(min_size=320, max_size=320)  # not resized to 800
         if family in ("maskrcnn", "keypointrcnn"):
             kwargs["box_score_thresh"] = 0.0  # random scores: keep boxes for the mask heads
         models.append(
@@ -197,12 +200,16 @@ def _torchvision() -> list[VisionModel]:
                 name, "torchvision", "detection", kwargs, 320, tuple(DETECTION_PARTS[family])
             )
         )
-    models.append(VisionModel("raft_large", "torchvision", "optical flow", {}, 224))
+    models.append(VisionModel("raft_large", "torchvision", "optical flow", {}, 128))
     return models
 
 
+def _fixed_size(timm_name: str) -> bool:
+    return timm_name.startswith(("vit", "deit", "levit", "swin", "mixer"))
+
+
 MODELS: list[VisionModel] = _torchvision() + [
-    VisionModel(name, "timm", "classification", {}, 256 if "mobilevit" in name else 224)
+    VisionModel(name, "timm", "classification", {}, 224 if _fixed_size(name) else 128)
     for name in _TIMM
 ]
 
@@ -243,7 +250,7 @@ def _wake_silent_weights(model: nn.Module) -> None:
                 param.fill_(1.0)
 
 
-def _estimate_batch_norm(model: nn.Module, spec: VisionModel, batches: int = 3) -> None:
+def _estimate_batch_norm(model: nn.Module, spec: VisionModel, batches: int = 2) -> None:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
