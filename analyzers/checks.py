@@ -43,6 +43,12 @@ def check_devices(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None
         )
 
 
+# transformers 5.x installs these once a model returns hidden states or attentions;
+# they only append what a forward with output_hidden_states=True asks for, whatever
+# the shapes, and stay on the model for good.
+SHAPE_FREE_HOOKS = ("transformers.utils.output_capturing",)
+
+
 def check_no_hooks(model: nn.Module) -> None:
     """Hooks are copied with the model and may assume the old shapes."""
     for name, module in model.named_modules():
@@ -54,7 +60,7 @@ def check_no_hooks(model: nn.Module) -> None:
                 ("backward", module._backward_hooks),
                 ("backward-pre", module._backward_pre_hooks),
             )
-            if hooks
+            if any(getattr(h, "__module__", None) not in SHAPE_FREE_HOOKS for h in hooks.values())
         ]
         if kinds:
             raise InputError(

@@ -70,6 +70,19 @@ def test_hooks_are_refused_before_cutting():
     handle.remove()
 
 
+def test_transformers_output_capturing_hooks_do_not_block_a_cut():
+    """A model that once returned hidden states carries transformers' recorders
+    (shape-free, for good); a distilled model (surgeon.heal) is cut again."""
+    model = HF_MODELS["llama"]().eval()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3]]), output_hidden_states=True)
+    assert model.model.layers[0]._forward_hooks  # installed by transformers
+    result = surgeon.prune(model, 0.3, criterion="magnitude", progress=False)
+    assert result.report.verification.ok
+    out = result.model(input_ids=torch.tensor([[1, 2, 3]]), output_hidden_states=True)
+    assert len(out.hidden_states) == model.config.num_hidden_layers + 1
+
+
 def test_unsupported_dtypes_are_named():
     model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 2))
     model[0].weight = nn.Parameter(model[0].weight.to(torch.int8), requires_grad=False)
