@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from surgeon.heal.options import DEFAULT_LORA_LR
+
 BUDGETS = (1_000_000, 5_000_000, 10_000_000, 20_000_000)
 GOALS = (("20% widths", 5_000_000, 1.00), ("50% widths", 10_000_000, 1.04))
 
@@ -87,6 +89,11 @@ def _comparisons(rows: list[dict]) -> list[str]:
         if pairs:
             listed = "; ".join(f"{n / 1e6:.0f}M: {a:.3f}x vs {b:.3f}x" for n, a, b in pairs)
             out.append(f"- {label} against the default at 50% widths: {listed}.")
+    if any("LoRA" in r.get("label", "") and "lr" not in r.get("options", {}) for r in rows):
+        out.append(
+            f"- LoRA ran with rank 64, alpha 128 and its default lr {DEFAULT_LORA_LR:g}, "
+            "which was not swept."
+        )
     return out
 
 

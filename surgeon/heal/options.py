@@ -18,7 +18,7 @@ __all__ = ["DEFAULT_LORA_LR", "DEFAULT_LR", "HealOptions"]
 # the tiny-llama fixture (bench/heal.py, docs/benchmarks.md "Healing"): 1e-3 beat
 # 5e-4, 2e-3 and 4e-3, and 64 x 256 tokens a step beat 32 x 512, 64 x 512, 16 x 512
 # and 16 x 1024 on held-out training text. Models served with long contexts may want
-# a longer seq_len. LoRA adapters want a larger step.
+# a longer seq_len. The LoRA step is a common larger choice, not yet swept here.
 DEFAULT_LR = 1e-3
 DEFAULT_LORA_LR = 2e-3
 

@@ -35,3 +35,10 @@ def test_schedule_arguments_are_checked(teacher, ids):
         Schedule(ids, tokens=100, steps=0)
     with pytest.raises(surgeon.InputError, match="exactly one of ratio"):
         surgeon.heal.iterative(teacher, heal=Schedule(ids, tokens=100), **CUT)
+
+
+def test_prune_with_heal_runs_the_schedule(teacher, ids):
+    schedule = Schedule(ids, tokens=4 * 64, steps=1, options={**TINY, "eval_every": 10**9})
+    result = surgeon.prune(teacher, 0.3, heal=schedule, **CUT)
+    assert len(result.cuts) == len(result.heals) == 1 and result.heals[0].steps == 1
+    assert result.report.params_after < result.report.params_before
