@@ -65,10 +65,19 @@ class VerifyReport:
     inexact: dict[str, float] = field(default_factory=dict)
     power: float | None = None
     removes: bool = True  # the plan removes something
+    # with inexact groups and a mismatch: does pruned match the original with its
+    # inexact groups cut for real and its exact groups masked?
+    exact_ok: bool | None = None
 
     @property
     def ok(self) -> bool:
         return all(o.ok for o in self.outputs)
+
+    @property
+    def accepted(self) -> bool:
+        """Verified, or off only by groups inexact by nature (with those cut
+        for real and the others masked, the pruned model matches)."""
+        return self.ok or (bool(self.inexact) and self.exact_ok is not False)
 
     @property
     def weak(self) -> bool:
@@ -91,6 +100,9 @@ class VerifyReport:
             lines.append(
                 f"  not exact by nature: {group_id} (norm statistics), max rel {error:.3g}"
             )
+        if self.exact_ok is not None:
+            verdict = "ok" if self.exact_ok else "MISMATCH"
+            lines.append(f"  against the inexact groups cut and the rest masked: {verdict}")
         if self.power is not None:
             lines.append(self.power_note())
         return "\n".join(lines)
@@ -141,18 +153,31 @@ def verify(
         )
     moved = _check(expected, _run(original, args, kwargs), tolerance)
     power = max((c.max_rel for c in moved), default=0.0)
+
+    def cut_for_real(cuts: tuple[GroupCut, ...]) -> nn.Module:
+        """The original with the plan's ``cuts`` and its depth cut applied."""
+        part = Plan({cut.group.id: _units(cut) for cut in cuts}, plan.remove_blocks)
+        return apply(original, part, analysis=analysis)
+
     inexact = {}
     for cut in resolved.cuts:
-        if not cut.group.mask_equivalent:
-            # with the plan's depth cut: a group inside a removed block may not run alone
-            alone = ResolvedPlan((cut,), resolved.blocks)
-            only_plan = Plan({cut.group.id: _units(cut)}, plan.remove_blocks)
-            only = apply(original, only_plan, analysis=analysis)
-            reference = _run(MaskedReference(original, alone), args, kwargs)
-            checks = _check(reference, _run(only, args, kwargs), tolerance)
-            inexact[cut.group.id] = max(c.max_rel for c in checks)
+        if not cut.group.mask_equivalent:  # its error alone (with the depth cut)
+            reference = MaskedReference(original, ResolvedPlan((cut,), resolved.blocks))
+            alone = _run(cut_for_real((cut,)), args, kwargs)
+            inexact[cut.group.id] = max(
+                c.max_rel for c in _check(_run(reference, args, kwargs), alone, tolerance)
+            )
+    exact_ok = None
+    if inexact and not all(o.ok for o in outputs):
+        # pruned against the original with its inexact groups cut for real and
+        # its exact groups masked: exact again, so a wrong exact cut still shows
+        partial = cut_for_real(tuple(c for c in resolved.cuts if not c.group.mask_equivalent))
+        exact = tuple(c for c in resolved.cuts if c.group.mask_equivalent)
+        reference = MaskedReference(partial, ResolvedPlan(exact, ()), missing_ok=True)
+        checks = _check(_run(reference, args, kwargs), _run(pruned, args, kwargs), tolerance)
+        exact_ok = all(c.ok for c in checks)
     removes = bool(resolved.blocks) or any(cut.removes_anything for cut in resolved.cuts)
-    return VerifyReport(tuple(outputs), tolerance, inexact, power, removes)
+    return VerifyReport(tuple(outputs), tolerance, inexact, power, removes, exact_ok)
 
 
 def _units(cut: GroupCut) -> list[int]:
@@ -164,8 +189,11 @@ def _units(cut: GroupCut) -> list[int]:
 class MaskedReference:
     """A copy of ``model`` with the plan's removed units masked. Call it like the model."""
 
-    def __init__(self, model: nn.Module, resolved: ResolvedPlan) -> None:
+    def __init__(self, model: nn.Module, resolved: ResolvedPlan, missing_ok: bool = False) -> None:
+        """``missing_ok``: skip members ``model`` no longer has (it lost their
+        block already)."""
         self.model = copy_keeping_modes(model)
+        self._missing_ok = missing_ok
         self._logit_masks: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             for cut in resolved.cuts:
@@ -182,11 +210,16 @@ class MaskedReference:
             removed = [i for i in range(member.shape[member.dim]) if i not in kept]
             if not removed:
                 continue
-            tensor = (
-                self.model.get_parameter(member.param)
-                if not member.buffer
-                else (self.model.get_buffer(member.param))
-            )
+            try:
+                tensor = (
+                    self.model.get_parameter(member.param)
+                    if not member.buffer
+                    else (self.model.get_buffer(member.param))
+                )
+            except AttributeError:
+                if self._missing_ok:
+                    continue
+                raise
             index = torch.tensor(removed, device=tensor.device)
             tensor.index_fill_(member.dim, index, 0.0)
             if member.param in routers and len(member.shape) == 2:

@@ -46,3 +46,19 @@ def test_a_plan_that_removes_nothing_says_so():
     report = surgeon.verify(model, surgeon.apply(model, {}), {})
     assert report.ok and report.power == 0.0 and not report.removes
     assert "the plan removes nothing" in str(report)
+
+
+def test_inexact_groups_do_not_hide_a_wrong_exact_cut():
+    model = HF_MODELS["llama"]()
+    analysis = surgeon.analyze(model)
+    hidden = list(range(0, 64, 2))
+    cut = {"hidden": hidden, MLP_GROUP: KEEP_EVEN}
+    pruned = surgeon.apply(model, cut, analysis=analysis)
+    right = surgeon.verify(model, pruned, cut, analysis=analysis)
+    assert not right.ok and right.inexact["hidden"] > 1e-3  # RMSNorm over a cut hidden axis
+    assert right.exact_ok is True and right.accepted
+    wrong = surgeon.verify(
+        model, pruned, {"hidden": hidden, MLP_GROUP: KEEP_ODD}, analysis=analysis
+    )
+    assert wrong.exact_ok is False and not wrong.accepted
+    assert "against the inexact groups cut and the rest masked: MISMATCH" in str(wrong)
