@@ -40,6 +40,13 @@ def test_export_refuses_what_the_format_cannot_say_and_writes_nothing(
     error = capsys.readouterr().err
     assert "surgeon export: error:" in error and "query heads differ" in error
     assert not output.exists()
+    transformers_dir = tmp_path / "hf"
+    assert (
+        main(["export", str(saved_ragged), "--to", "per-layer-config", "-o", str(transformers_dir)])
+        == 1
+    )
+    assert "does not build its layers from config.per_layer_config" in capsys.readouterr().err
+    assert not transformers_dir.exists()
     with pytest.raises(SystemExit):  # argparse: invalid choice
         main(["export", str(saved_ragged), "--dtype", "q4", "-o", str(output)])
     assert "invalid choice: 'q4'" in capsys.readouterr().err
