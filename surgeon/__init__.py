@@ -61,7 +61,14 @@ from surgeon import heal  # the package is callable: surgeon.heal(student, teach
 from surgeon.analyzers import Analysis, Block, Group, GroupKind, Layout, Level, Member, analyze
 from surgeon.checkpoint.persist import load, save
 from surgeon.checkpoint.stream import StreamResult, prune_checkpoint
-from surgeon.errors import CaptureError, InputError, PlanError, RewriteError, SurgeonError
+from surgeon.errors import (
+    CaptureError,
+    InputError,
+    PlanError,
+    RewriteError,
+    SurgeonError,
+    VerificationError,
+)
 from surgeon.plan.plan import Plan
 from surgeon.plan.planner import PlanOptions, make_plan
 from surgeon.prune import PruneResult, prune
@@ -85,6 +92,7 @@ __all__ = [
     "RewriteError",
     "StreamResult",
     "SurgeonError",
+    "VerificationError",
     "VerifyReport",
     "analyze",
     "apply",
