@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -37,8 +38,11 @@ def render(rows: dict, models) -> str:
         "bench/results/vision_coverage.jsonl). Models: Torch-Pruning 1.6.1's own torchvision "
         "list (examples/torchvision_models: 85 models, classification, segmentation, "
         "detection, optical flow) and twelve timm families (the smallest member of each), "
-        "random weights with BatchNorm statistics estimated on random batches, batch of "
-        "one 224x224 image (299 for Inception, 320 for detection, 256 for MobileViT).",
+        "random weights with BatchNorm statistics estimated on random batches (and weights "
+        "left at zero by initialisation woken: bench/vision_models.py), a batch of one "
+        "image: 224x224 where the model fixes its size (ViT, Swin, DeiT, LeViT, Mixer), "
+        "160 for Inception, 320 for detectors (not resized), 128 otherwise (size column). "
+        "Both tools see the same model and inputs.",
         "",
         '- fx-surgeon: `surgeon.prune(model, 0.3, criterion="magnitude", inputs=x)` with '
         "every other option at its default (detection models: `submodules=` naming the "
@@ -75,9 +79,9 @@ def render(rows: dict, models) -> str:
     lines += [
         "### Per model",
         "",
-        "| model | task | params | fx-surgeon removed | verify (power) | handled "
+        "| model | task | size | params | fx-surgeon removed | verify (power) | handled "
         "| TP removed | TP handled | note |",
-        "|---|---|---:|---:|---|---|---:|---|---|",
+        "|---|---|---:|---:|---:|---|---|---:|---|---|",
     ]
     for m, a, b in zip(models, ours, theirs, strict=True):
         lines.append(_row(m, a, b))
@@ -86,7 +90,8 @@ def render(rows: dict, models) -> str:
 
 def _row(m, a, b) -> str:
     params = (a or b or {}).get("params")
-    cells = [m.key, m.task, f"{params / 1e6:.1f}M" if params else "-"]
+    size = (a or {}).get("size") or (224 if a and "params" in a else m.size)  # early rows: 224
+    cells = [m.key, m.task, str(size), f"{params / 1e6:.1f}M" if params else "-"]
     if a is None:
         cells += ["-", "not run", "-"]
     elif "error" in a:
@@ -117,8 +122,11 @@ def _yes(row) -> str:
 
 
 def _cause(row: dict) -> str:
+    """The failure without what names one model (modules, sizes)."""
     text = row.get("why") or row.get("error") or "unknown"
-    return text.split(" (at ")[0].split(":")[0] if "error" in row else text.split(" (")[0]
+    text = re.sub(r"'[^']*'", "'...'", text.split(" (at ")[0])
+    text = re.sub(r"\d+(\.\d+)?(e-?\d+)?%?", "N", text)
+    return text[:160]
 
 
 def _median(values: list[float]) -> float:
