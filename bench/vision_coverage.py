@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=SECONDS)
     parser.add_argument("--write", action="store_true", help="write docs/coverage.md's section")
+    parser.add_argument("--no-run", action="store_true", help="only render the cached rows")
     args = parser.parse_args()
     if args.worker:
         spec = next(m for m in MODELS if m.key == args.worker)
@@ -79,6 +80,8 @@ def main() -> None:
         or (m.key, tool) not in rows
         or (args.rerun_failed and not rows[(m.key, tool)].get("handled"))
     ]
+    if args.no_run:
+        todo = []
     small = [t for t in todo if not t[0].big]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)  # no oversubscribed cores
     with ThreadPoolExecutor(args.jobs) as pool:
