@@ -5,11 +5,20 @@ A config holds one width per kind (``intermediate_size``, ``num_attention_heads`
 a ragged cut (a different width per layer) has none, and neither has a cut
 whose shapes the config's own validators refuse. Writing the original or the
 cut config there would let ``from_pretrained`` build the wrong shapes and fail
-on a size mismatch that points at the user's code. Instead each width field
-that no longer holds is set to a sentence (``MARK``): transformers' configs are
-strict dataclasses (5.x), so loading fails on the field's type with the
-sentence in the message. Where no such field exists, ``architectures`` (a
-list) carries it; the refusal is checked after writing.
+on a size mismatch that points at the user's code. Instead the config is
+marked twice, both times with a sentence naming ``surgeon.load`` (``MARK``):
+
+* ``model_type`` is the sentence, so ``AutoConfig`` (and every ``AutoModel*``)
+  refuses it with a ``ValueError`` quoting it. ``AutoTokenizer`` catches that
+  error and reads the config as a generic one, so the tokenizer saved beside
+  still loads from the same directory. The original type is kept under
+  ``fx_surgeon.original_type``.
+* each width field that no longer holds is the sentence too: transformers'
+  configs are strict dataclasses (5.x), so the model's own class
+  (``LlamaForCausalLM.from_pretrained``) refuses it on the field's type.
+  Where no width field applies, ``architectures`` (a list) carries it.
+
+Both refusals are checked after writing.
 """
 
 from __future__ import annotations
@@ -28,9 +37,9 @@ from surgeon.errors import SurgeonError
 __all__ = ["MARK", "describes_itself", "loading_note", "refusal", "write_config"]
 
 MARK = (
-    "fx-surgeon: no single value describes the pruned model here (widths differ per "
-    "layer, or the config's validators refuse them; shapes in surgeon.json): "
-    "load this directory with surgeon.load(path)"
+    "fx-surgeon pruned model whose shapes no config.json can describe (widths differ "
+    "per layer, or the config's validators refuse them; see surgeon.json): "
+    "load it with surgeon.load(path)"
 )
 CONFIG = "config.json"
 # config fields holding one width per kind; attention's head counts apart
@@ -82,10 +91,10 @@ def write_config(model: nn.Module, path: Path, dtype: torch.dtype | None = None)
     if not loadable:
         _mark(data, config, Provenance.of(model))
     (path / CONFIG).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    if not loadable and refusal(path) is None:
+    if not loadable and refusal(path, type(config)) is None:
         data["architectures"] = MARK
         (path / CONFIG).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        if refusal(path) is None:
+        if refusal(path, type(config)) is None:
             raise SurgeonError(
                 f"{type(config).__name__} accepts any value in config.json, so plain "
                 f"from_pretrained would load '{path}' with wrong shapes: save it elsewhere"
@@ -103,16 +112,30 @@ def loading_note(path: str | Path) -> str:
     return f"load it with: surgeon.load('{path}') (plain from_pretrained refuses it)"
 
 
-def refusal(path: Path) -> str | None:
-    """The error plain ``AutoConfig.from_pretrained`` gives on ``path`` when it
-    names ``surgeon.load``; None when it loads."""
+def refusal(path: Path, config_class: type | None = None) -> str | None:
+    """The errors plain ``AutoConfig.from_pretrained`` (and ``config_class``'s
+    own ``from_pretrained``) give on ``path``, when each names ``surgeon.load``;
+    None when either loads or fails for another reason."""
     import transformers
 
+    errors = []
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # "a model of type ... to instantiate ..."
     try:
-        transformers.AutoConfig.from_pretrained(path, trust_remote_code=False)
-    except Exception as error:  # the strict dataclass' validation error
-        return str(error) if "surgeon.load" in str(error) else None
-    return None
+        for reader in (transformers.AutoConfig, config_class):
+            if reader is None:
+                continue
+            try:
+                reader.from_pretrained(path, trust_remote_code=False)
+            except Exception as error:  # a ValueError, or the strict dataclass' error
+                if "surgeon.load" not in str(error):
+                    return None
+                errors.append(str(error))
+            else:
+                return None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return "\n".join(errors)
 
 
 def _mark(data: dict[str, Any], config, provenance: Provenance | None) -> None:
@@ -125,6 +148,9 @@ def _mark(data: dict[str, Any], config, provenance: Provenance | None) -> None:
         key = next((k for k, v in vars(config).items() if v is text), None)
         section = data.setdefault(key, {}) if key else data
         before = original.get(key, {}) if key else original
+    # not "model_type" inside: from_pretrained adopts a nested dict whose model_type matches
+    data["fx_surgeon"] = {"original_type": data.get("model_type"), "load_with": "surgeon.load"}
+    data["model_type"] = MARK
     kinds = _cut_kinds(provenance)
     for kind, names in _WIDTH_FIELDS.items():
         if kind not in kinds:
