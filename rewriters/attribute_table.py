@@ -38,6 +38,7 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "Gemma3MLP": ("intermediate_size",),
         "LlamaAttention": ("num_key_value_groups",),
         "LlamaMLP": ("intermediate_size",),
+        "MambaMixer": ("ssm_state_size", "time_step_rank"),
         "MistralAttention": ("num_key_value_groups",),
         "MistralMLP": ("intermediate_size",),
         "MixtralAttention": ("num_key_value_groups",),

@@ -45,7 +45,15 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
 }
 _WIDTH_ATTRS = {
     # kv_lora_rank: MLA splits its compressed KV by it (DeepSeek-V2/V3)
-    GroupKind.MLP: ("intermediate_size", "ffn_dim", "intermediate_dim", "kv_lora_rank"),
+    # Mamba splits x_proj's output by time_step_rank and ssm_state_size
+    GroupKind.MLP: (
+        "intermediate_size",
+        "ffn_dim",
+        "intermediate_dim",
+        "kv_lora_rank",
+        "ssm_state_size",
+        "time_step_rank",
+    ),
     GroupKind.EXPERT_MLP: ("intermediate_dim", "intermediate_size", "moe_intermediate_size"),
     GroupKind.EXPERTS: ("num_experts", "num_local_experts", "n_routed_experts"),
     GroupKind.HIDDEN: ("hidden_size", "hidden_dim", "d_model", "embed_dim", "n_embd"),

@@ -9,6 +9,7 @@ from itertools import accumulate
 
 from torch import ops
 
+from ..axes import AxisConflict, FactKind
 from .context import RuleContext
 from .registry import register
 
@@ -44,6 +45,11 @@ def slice_(ctx: RuleContext):
         out[dim] = ctx.algebra.new(0)
         return tuple(out)
     if step != 1 and end - start > 1:
+        phase = _interleaved(ctx, axes[dim], size, start, end, step)
+        if phase is not None:
+            out = list(axes)
+            out[dim] = phase
+            return tuple(out)
         out = list(axes)
         out[dim] = ctx.fresh([ctx.out_shape()[dim]])[0]
         ctx.freeze(axes[dim], f"strided slice (step {step}) interleaves indices")
@@ -52,6 +58,24 @@ def slice_(ctx: RuleContext):
         return axes
     pieces = _split_outputs(ctx, source, dim, [start, end - start, size - end])
     return pieces[1] if start else pieces[0]
+
+
+def _interleaved(ctx: RuleContext, atom: int, size: int, start: int, end: int, step: int):
+    """``x[..., start::step]`` over the whole axis picks one phase of an
+    interleaved layout (gpt-oss's gate/up columns, DeepSeek's rotary pairs): the
+    axis is ``(size // step) x step`` and the output is its outer factor. The
+    inner factor is a phase, never a unit; it is kept whole. None when the
+    slice does not cover the axis that way (the caller freezes it instead)."""
+    if end != size or start >= step or size % step:
+        return None
+    outer, phase = ctx.algebra.new(size // step), ctx.algebra.new(step)
+    try:
+        ctx.algebra.unify_products([atom], [outer, phase])
+    except AxisConflict:
+        return None
+    where = f"{ctx.describe()}: strided slice (step {step}) picks one of {step} interleaved phases"
+    ctx.fact(phase, FactKind.POSITION, where)
+    return outer
 
 
 @register(aten.narrow.default)
