@@ -76,5 +76,5 @@ def test_a_saved_cut_loads_plainly_or_is_refused_naming_surgeon_load(cut, model_
     assert {e.torch_dtype for e in open_checkpoint(out).values()} == {torch.bfloat16}
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)
     prompt = tokenizer("The dictionary", return_tensors="pt").input_ids
-    assert tokenizer.decode(generates(model, prompt))  # text comes out
+    assert tokenizer.decode(generates(model, prompt)[0])  # text comes out
     assert main(["verify", str(model_dirs[name]), str(out)]) == 0
