@@ -57,29 +57,29 @@ def per_layer_config(model: nn.Module):
         candidate = type(config).from_dict({**base, "per_layer_config": overrides})
     except Exception as refused:  # the config class validates the overrides
         reason = str(refused).split(". ")[0]
-        raise ExportError(
-            f"{type(config).__name__} cannot hold per_layer_config {overrides}: {reason}"
-        ) from refused
+        shown = str(dict(list(overrides.items())[:3])) + (" ..." if len(overrides) > 3 else "")
+        refuses = f"{type(config).__name__} refuses per_layer_config {shown}: {reason}"
+        raise _refusal(model, refuses) from refused
     _check_builds_the_same(model, candidate)
     return candidate
+
+
+def _refusal(model: nn.Module, reason: str) -> ExportError:
+    return ExportError(
+        f"{type(model).__name__} does not build its layers from config.per_layer_config "
+        f"({reason}); save with the default format (surgeon.load reloads it) or serve it "
+        "through surgeon.export.gguf / surgeon.export.decilm"
+    )
 
 
 def _check_builds_the_same(model: nn.Module, config) -> None:
     from accelerate import init_empty_weights
 
-    name = type(model).__name__
-    advice = (
-        "save with the default format (surgeon.load reloads it) or serve it through "
-        "surgeon.export.gguf / surgeon.export.decilm"
-    )
     try:
         with init_empty_weights(include_buffers=False):
             rebuilt = type(model)(config)
     except Exception as error:  # e.g. transformers' AmbiguousGlobalPerLayerAttributeError
-        reason = str(error).split(". ")[0]
-        raise ExportError(
-            f"{name} does not build its layers from config.per_layer_config: {reason}; {advice}"
-        ) from error
+        raise _refusal(model, str(error).split(". ")[0]) from error
     built = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
     wrong = [
         f"{k}: cut {tuple(v.shape)}, built {built.get(k)}"
@@ -87,7 +87,4 @@ def _check_builds_the_same(model: nn.Module, config) -> None:
         if built.get(k) != tuple(v.shape)
     ]
     if wrong:
-        raise ExportError(
-            f"{name} does not build its layers from config.per_layer_config (it builds "
-            f"{len(wrong)} tensors differently, e.g. {'; '.join(wrong[:3])}); {advice}"
-        )
+        raise _refusal(model, f"it builds {len(wrong)} tensors differently: {'; '.join(wrong[:3])}")

@@ -61,7 +61,7 @@ def test_a_width_the_class_reads_globally_is_refused_naming_it(tmp_path):
     plan = surgeon.Plan.for_analysis(analysis, keep={"mlp@layers.0.mlp": list(range(64))})
     pruned = surgeon.apply(model, plan, analysis=analysis)
     target = tmp_path / "out"
-    with pytest.raises(ExportError, match="does not build .* 'intermediate_size'"):
+    with pytest.raises(ExportError, match="does not build .*'intermediate_size' is a per-layer"):
         surgeon.save(pruned, target, format="per_layer_config")
     assert not target.exists()
 
