@@ -148,7 +148,8 @@ class _Run:
             step += 1
             if step % LOG_EVERY == 0 or step == self.steps:
                 count = running.pop("micro_steps")
-                entry = {k: float(v) / count for k, v in running.items()}
+                means = {k: acc.reduce(v / count, reduction="mean") for k, v in running.items()}
+                entry = {k: float(v) for k, v in means.items()}  # over every process
                 entry |= {"step": step, "tokens": self._tokens(step), "lr": self._lr(step - 1)}
                 state["history"].append(entry)
                 progress.show(step, entry)

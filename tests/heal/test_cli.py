@@ -63,7 +63,8 @@ def test_heal_saves_a_plain_model_with_its_log(one_process, pruned):
     assert result.returncode == 0, result.stderr
     assert "healed: 512 tokens in 2 steps" in result.stdout and "saved to" in result.stdout
     log = json.loads((out / "heal.json").read_text())
-    assert log["steps"] == STEPS and [e["step"] for e in log["evaluations"]] == [0, STEPS]
+    assert log["steps"] == STEPS  # evaluated before, then ten times a run at most: each step
+    assert [e["step"] for e in log["evaluations"]] == list(range(STEPS + 1))
     model = hf.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     shapes = {k: v.shape for k, v in pruned.state_dict().items()}
     assert {k: v.shape for k, v in model.state_dict().items()} == shapes
@@ -75,7 +76,7 @@ def test_heal_saves_a_plain_model_with_its_log(one_process, pruned):
 
 
 def test_two_cpu_processes_under_accelerate_launch_reach_the_same_weights(
-    one_process, pruned_dir, text_file, tmp_path
+    one_process, pruned, pruned_dir, text_file, tmp_path
 ):
     launcher = (
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
@@ -90,11 +91,18 @@ def test_two_cpu_processes_under_accelerate_launch_reach_the_same_weights(
     assert result.stdout.count("saved to") == 1  # the main process writes, once
     single = hf.AutoModelForCausalLM.from_pretrained(one_process[1], dtype=torch.float32)
     parallel = hf.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
-    # each process takes 2 of the 4 sequences of a step; DDP averages the gradients
-    for (name, a), b in zip(
-        single.state_dict().items(), parallel.state_dict().values(), strict=True
-    ):
-        assert torch.allclose(a, b, atol=2e-5, rtol=1e-4), name
+    # each process takes 2 of the 4 sequences of a step and DDP averages the gradients:
+    # the weights agree but for rounding (a few elements whose tiny gradients Adam
+    # normalises); unsynchronised processes would disagree on most of them
+    a, b = single.state_dict(), parallel.state_dict()
+    count = sum(v.numel() for v in a.values())
+    differ = sum(int((~torch.isclose(a[k], b[k], atol=1e-5, rtol=1e-4)).sum()) for k in a)
+    trained = sum(
+        int((~torch.isclose(a[k], v, atol=1e-5, rtol=1e-4)).sum())
+        for k, v in pruned.state_dict().items()
+    )
+    assert differ < 1e-4 * count and trained > 0.5 * count
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-3
 
 
 @pytest.mark.parametrize("case", ["missing data", "empty data", "vocabulary", "not empty"])
