@@ -23,7 +23,7 @@ from surgeon.errors import InputError, VerificationError
 from surgeon.plan.costs import block_flops, block_parameters, count_flops, flop_weights
 from surgeon.plan.options import PlanOptions
 from surgeon.plan.plan import Plan
-from surgeon.plan.planner import make_plan, planned_depth
+from surgeon.plan.planner import cut_groups, make_plan, planned_depth
 from surgeon.rewriters import apply
 from surgeon.rewriters.compensate import COMPENSATIONS, compensate_consumers
 from surgeon.rewriters.options import CutOptions
@@ -213,8 +213,9 @@ def prune(
         model = materialized_copy(model)
     generator = torch.Generator().manual_seed(scoring.seed)
     scores, used = {}, {}
+    chosen = {g.id for g in cut_groups(analysis, planning)}  # exact residual streams too
     for group in analysis.prunable:
-        if group.kind in planning.kinds:
+        if group.kind in planning.kinds or group.id in chosen:
             scores[group.id], used[group.id] = score_group(
                 model,
                 group,

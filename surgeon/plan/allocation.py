@@ -147,6 +147,6 @@ def kept_units(c: Candidate, count: int) -> list[int]:
     group = c.group
     if c.level is None:
         return kept
-    full = {"kv": tuple(range(group.kv_heads)), "q": tuple(range(group.q_per_kv))}
+    full = {level.name: tuple(range(level.size)) for level in group.levels}
     full[c.level] = tuple(kept)
     return units_of(full, group)

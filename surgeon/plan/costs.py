@@ -23,13 +23,15 @@ def covered(
     kinds: tuple[str, ...] | None = None,
 ) -> float:
     """``numel x weights[param]`` (``numel`` without ``weights``) summed over the
-    distinct parameters that some group other than the hidden size can cut
-    (fused experts belong to two groups and count once); only modules under the
-    ``inside`` prefixes, only groups of ``kinds``, when given."""
+    distinct parameters that some group can cut, other than a hidden size under
+    norm statistics (an LLM's, a ViT's; a BatchNorm CNN's residual streams are
+    cut exactly and count); fused experts belong to two groups and count once.
+    Only modules under the ``inside`` prefixes, only groups of ``kinds``, when
+    given."""
     sizes = {
         m.param: m.numel * (1 if weights is None else weights.get(m.param, 0.0))
         for g in analysis.prunable
-        if g.kind != GroupKind.HIDDEN and (kinds is None or g.kind in kinds)
+        if (g.kind != GroupKind.HIDDEN or g.mask_equivalent) and (kinds is None or g.kind in kinds)
         for m in g.members
         if not m.buffer and (inside is None or m.module.startswith(inside))
     }

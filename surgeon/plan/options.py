@@ -39,6 +39,11 @@ class PlanOptions:
         "convolution's channels outside the residual stream)",
         choices=[k.value for k in GroupKind],
     )
+    exact_streams: bool = option(
+        True,
+        "also cut residual streams (kind hidden) where removing equals masking "
+        "(BatchNorm CNNs); a stream under LayerNorm/RMSNorm is cut only with 'hidden' in kinds",
+    )
     allocation: str = option(
         "relative",
         "how the budget is spread over layers: 'relative' (each layer by the spread of its "

@@ -65,6 +65,7 @@ from surgeon.plan.plan import Plan
 
 __all__ = [
     "PlanOptions",
+    "cut_groups",
     "block_flops",
     "block_parameters",
     "channel_step",
@@ -92,7 +93,7 @@ def make_plan(
     inside = tuple(f"{block}." for block in removed)
     candidates = [
         _candidate(g, scores[g.id], options, weights)
-        for g in _cut_groups(analysis, options)
+        for g in cut_groups(analysis, options)
         if not any(m.startswith(inside) for m in g.modules)
     ]
     taken = covered(analysis, weights, inside) if inside else 0.0  # by the removed blocks
@@ -111,17 +112,23 @@ def make_plan(
     return Plan.for_analysis(analysis, keep, removed)
 
 
-def _cut_groups(analysis: Analysis, options: PlanOptions) -> list[Group]:
+def cut_groups(analysis: Analysis, options: PlanOptions) -> list[Group]:
     """Groups of the chosen kinds, less ignored ones and those with a level the
     code keeps whole (a size written beside a -1: ``Group.whole_levels``), whose
     flat units the planner cannot cut without cutting that level."""
     return [
         g
         for g in analysis.prunable
-        if g.kind in options.kinds
+        if (g.kind in options.kinds or (options.exact_streams and _exact_stream(g)))
         and not (g.whole_levels and g.kind != GroupKind.ATTENTION)
         and not any(g.id == i or any(m.startswith(i) for m in g.modules) for i in options.ignore)
     ]
+
+
+def _exact_stream(group: Group) -> bool:
+    """A residual stream whose cut equals masking it (BatchNorm CNNs: no norm
+    computes statistics over its channels)."""
+    return group.kind == GroupKind.HIDDEN and group.mask_equivalent
 
 
 def _budget(analysis: Analysis, options: PlanOptions, weights) -> float:
@@ -159,8 +166,17 @@ def _indexed_share(member) -> float:
 
 
 def _candidate(group: Group, scores: torch.Tensor, options: PlanOptions, weights) -> Candidate:
-    if group.kind != GroupKind.ATTENTION or len(group.levels) < 2:
+    if len(group.levels) < 2:
         return Candidate(group, None, scores.double(), _unit_cost(group, None, weights))
+    if group.kind != GroupKind.ATTENTION:
+        # a grouped convolution's channels (groups x per group): a cut must keep a
+        # full grid, so the finest level is cut alike in every group
+        sizes = [level.size for level in group.levels]
+        index = max(range(len(sizes)), key=lambda i: (sizes[i], i))
+        grid = scores.double().view(*sizes)
+        others = [i for i in range(len(sizes)) if i != index]
+        level = group.levels[index].name
+        return Candidate(group, level, grid.sum(others), _unit_cost(group, level, weights))
     grid = scores.double().view(group.kv_heads, group.q_per_kv)
     if options.heads == "kv":
         return Candidate(group, "kv", grid.sum(1), _unit_cost(group, "kv", weights))
