@@ -17,9 +17,13 @@ aten = ops.aten
 
 
 def _segments(ctx: RuleContext, source, dim: int, sizes: list[int]) -> list[int]:
-    """Cut axis ``dim`` of ``source`` into consecutive segments of ``sizes``."""
+    """Cut axis ``dim`` of ``source`` into consecutive segments of ``sizes``.
+    Empty segments (``split([n, 0])``: a zero-width part of a config) get an
+    empty axis each, so every output of the op has one."""
     atom = ctx.axes(source)[dim]
-    return ctx.algebra.cut(atom, list(accumulate(sizes))[:-1])
+    filled = [size for size in sizes if size]
+    pieces = iter(ctx.algebra.cut(atom, list(accumulate(filled))[:-1]) if filled else ())
+    return [next(pieces) if size else ctx.algebra.new(0) for size in sizes]
 
 
 def _split_outputs(ctx: RuleContext, source, dim: int, sizes: list[int]):
