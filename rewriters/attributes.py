@@ -24,7 +24,7 @@ from .patterns import update_pattern_layers
 from .resolve import GroupCut
 from .transaction import Transaction
 
-__all__ = ["update_attributes"]
+__all__ = ["CONFIG_FIELDS", "HEAD_FIELDS", "update_attributes"]
 
 # attribute name -> how to compute it from (kv heads, queries per kv head, head_dim)
 _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
@@ -58,11 +58,20 @@ _WIDTH_ATTRS = {
     GroupKind.EXPERTS: ("num_experts", "num_local_experts", "n_routed_experts"),
     GroupKind.HIDDEN: ("hidden_size", "hidden_dim", "d_model", "embed_dim", "n_embd"),
 }
-_CONFIG_FIELDS = {
+# config fields holding one width of a kind for every layer (a ragged cut leaves them untrue)
+CONFIG_FIELDS = {
     GroupKind.MLP: ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size"),
     GroupKind.EXPERT_MLP: ("moe_intermediate_size", "intermediate_size"),
     GroupKind.EXPERTS: ("num_local_experts", "num_experts"),
     GroupKind.HIDDEN: ("hidden_size", "n_embd", "d_model"),
+}
+# config fields holding a head count: of query heads (True) or of KV heads (False)
+HEAD_FIELDS = {
+    "num_attention_heads": True,
+    "num_key_value_heads": False,
+    "n_head": True,
+    "num_heads": True,
+    "num_kv_heads": False,
 }
 
 
@@ -154,13 +163,8 @@ def _set_heads(config, old, new, head_dim, tx) -> None:
     (kv, q), (kv2, q2) = old, new
     if getattr(config, "head_dim", None) in (None, 0) and hasattr(config, "num_attention_heads"):
         tx.set(config, "head_dim", head_dim)
-    for name, value, fresh in (
-        ("num_attention_heads", kv * q, kv2 * q2),
-        ("num_key_value_heads", kv, kv2),
-        ("n_head", kv * q, kv2 * q2),
-        ("num_heads", kv * q, kv2 * q2),
-        ("num_kv_heads", kv, kv2),
-    ):
+    for name, queries in HEAD_FIELDS.items():
+        value, fresh = (kv * q, kv2 * q2) if queries else (kv, kv2)
         if getattr(config, name, None) == value:
             tx.set(config, name, fresh)
 
@@ -168,7 +172,7 @@ def _set_heads(config, old, new, head_dim, tx) -> None:
 def _update_config(config, prunable: list[Group], cuts: list[GroupCut], tx: Transaction) -> None:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     by_id = {cut.group.id: cut for cut in cuts}
-    for kind in (*_CONFIG_FIELDS, GroupKind.ATTENTION):
+    for kind in (*CONFIG_FIELDS, GroupKind.ATTENTION):
         groups = [g for g in prunable if g.kind == kind]
         if not groups or not any(g.id in by_id for g in groups):
             continue
@@ -181,11 +185,11 @@ def _update_config(config, prunable: list[Group], cuts: list[GroupCut], tx: Tran
             _set_heads(text, old, final, groups[0].head_dim or 1, tx)
             continue
         old = groups[0].size
-        names = [n for n in _CONFIG_FIELDS[kind] if getattr(text, n, None) == old]
+        names = [n for n in CONFIG_FIELDS[kind] if getattr(text, n, None) == old]
         if not names and kind == GroupKind.MLP:
             # a field left None means "derived" (GPT-2's n_inner: 4 x n_embd):
             # the cut width is written explicitly instead
-            names = [n for n in _CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
+            names = [n for n in CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
         for name in names:
             if kind == GroupKind.HIDDEN:
                 _pin_head_dim(text, tx)

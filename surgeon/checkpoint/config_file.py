@@ -24,6 +24,7 @@ Both refusals are checked after writing.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from torch import nn
 from surgeon.analyzers import GroupKind
 from surgeon.checkpoint.provenance import Provenance
 from surgeon.errors import SurgeonError
+from surgeon.rewriters.attributes import CONFIG_FIELDS, HEAD_FIELDS
 
 __all__ = ["MARK", "describes_itself", "loading_note", "refusal", "write_config"]
 
@@ -42,14 +44,9 @@ MARK = (
     "load it with surgeon.load(path)"
 )
 CONFIG = "config.json"
-# config fields holding one width per kind; attention's head counts apart
-_WIDTH_FIELDS = {
-    GroupKind.MLP: ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size"),
-    GroupKind.EXPERT_MLP: ("moe_intermediate_size", "intermediate_size"),
-    GroupKind.EXPERTS: ("num_local_experts", "num_experts"),
-    GroupKind.HIDDEN: ("hidden_size", "n_embd", "d_model"),
-    GroupKind.ATTENTION: ("num_attention_heads", "n_head", "num_heads", "num_key_value_heads"),
-}
+log = logging.getLogger("surgeon.checkpoint")
+# every config field holding one width (or head count) of a kind for all layers
+_WIDTH_FIELDS = {**CONFIG_FIELDS, GroupKind.ATTENTION: tuple(HEAD_FIELDS)}
 
 
 def describes_itself(model: nn.Module) -> bool:
@@ -94,10 +91,20 @@ def write_config(model: nn.Module, path: Path, dtype: torch.dtype | None = None)
     if not loadable and refusal(path, type(config)) is None:
         data["architectures"] = MARK
         (path / CONFIG).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        if refusal(path, type(config)) is None:
+        if refusal(path) is None:
             raise SurgeonError(
-                f"{type(config).__name__} accepts any value in config.json, so plain "
-                f"from_pretrained would load '{path}' with wrong shapes: save it elsewhere"
+                f"AutoConfig would load '{path}' although its shapes are not the config's: "
+                "save it elsewhere"
+            )
+        if refusal(path, type(config)) is None:
+            # non-strict configs (BERT, T5, OPT...) take any value: saving still
+            # succeeds (AutoConfig and AutoModel refuse, surgeon.load replays)
+            log.warning(
+                "%s accepts any value in config.json: %s.from_pretrained('%s') would not "
+                "refuse it (AutoConfig/AutoModel do); load it with surgeon.load",
+                type(config).__name__,
+                type(model).__name__,
+                path,
             )
     return loadable
 
