@@ -105,14 +105,11 @@ def test_two_cpu_processes_under_accelerate_launch_reach_the_same_weights(
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-3
 
 
-@pytest.mark.parametrize("case", ["missing data", "empty data", "vocabulary", "not empty"])
+@pytest.mark.parametrize("case", ["missing data", "vocabulary", "not empty"])
 def test_bad_inputs_exit_non_zero_and_write_nothing(case, pruned_dir, text_file, tmp_path):
     teacher, data, out = str(fixtures() / "tiny-llama"), str(text_file), tmp_path / "out"
     if case == "missing data":
         data, message = str(tmp_path / "none.txt"), "does not exist"
-    elif case == "empty data":
-        (tmp_path / "empty.txt").write_text("")
-        data, message = str(tmp_path / "empty.txt"), "fewer than one sequence"
     elif case == "vocabulary":
         config = hf.LlamaConfig(
             vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -132,3 +129,16 @@ def test_bad_inputs_exit_non_zero_and_write_nothing(case, pruned_dir, text_file,
     assert result.returncode == 1 and message in result.stderr, result.stderr
     assert result.stdout == "" and not checkpoints.exists()
     assert not out.exists() or [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_prune_heal_flags_are_checked_before_anything_is_written(text_file, tmp_path):
+    model, out = str(fixtures() / "tiny-llama"), tmp_path / "out"
+    base = ("prune", model, "--ratio", "0.3", "--criterion", "magnitude", "-o", str(out))
+    for extra, message in (
+        (("--heal-tokens", "1000"), "--heal-tokens needs --heal-data"),
+        (("--steps", "2"), "need --heal-tokens"),
+        (("--heal-tokens", "1000", "--heal-data", str(tmp_path / "none.txt")), "no such file"),
+    ):
+        result = surgeon_cli(*base, *extra)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert not out.exists()
