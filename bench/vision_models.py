@@ -186,7 +186,15 @@ def _torchvision() -> list[VisionModel]:
             VisionModel(name, "torchvision", "classification", kwargs, size, (), name in big)
         )
     for name in _SEGMENTATION:
-        models.append(VisionModel(name, "torchvision", "segmentation", {"aux_loss": None}, 128))
+        models.append(
+            VisionModel(
+                name,
+                "torchvision",
+                "segmentation",
+                {"aux_loss": None, "weights_backbone": None},
+                128,
+            )
+        )
     for name in _DETECTION:
         family = "ssd" if name.startswith("ssd") else name.split("_")[0]
         kwargs = {"weights_backbone": None}
