@@ -54,6 +54,8 @@ def heal(
     arguments are :class:`HealOptions` fields. Bad data, a vocabulary that
     differs from the teacher's or too little data raise
     :class:`~surgeon.errors.InputError` before any training or writing.
+    The student ends on the accelerator's device, the teacher on
+    ``teacher_device`` (default: the same), both moved in place.
     """
     opts = HealOptions.build(options, **({"tokens": tokens} if tokens else {}), **changes)
     needs_teacher = opts.ce_weight < 1 or opts.hidden_weight > 0
