@@ -20,6 +20,8 @@ def _reshape(ctx: RuleContext, source, out_shape) -> tuple[int, ...]:
     out = ctx.fresh(out_shape)
     factors = [leaf for atom in axes for leaf in ctx.algebra.product_leaves(atom)]
     out_factors = [leaf for atom in out for leaf in ctx.algebra.product_leaves(atom)]
+    if 0 in out_shape or any(ctx.size(leaf) == 0 for leaf in factors):
+        return out  # an empty tensor carries no index space to couple (Falcon-H1)
     ctx.algebra.unify_products(factors, out_factors)
     ctx.value_domain = ctx.domain_of(source)
     return out

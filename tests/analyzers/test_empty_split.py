@@ -23,3 +23,16 @@ def test_a_zero_width_split_part_is_analysed():
     group = next(g for g in analysis.prunable if "up.weight" in g.params)
     assert group.size == 12
     assert "down.weight" in group.params
+
+
+class EmptyReshaped(EmptyPart):
+    def forward(self, x):
+        kept, empty = torch.split(self.up(x), [12, 0], dim=-1)
+        return self.down(kept) + empty.reshape(2, 0, 4).sum()
+
+
+def test_an_empty_part_reshaped_couples_nothing():
+    """Falcon-H1 reshapes a zero-width part: analyze crashed (modulo by zero)."""
+    analysis = surgeon.analyze(EmptyReshaped().eval(), torch.randn(2, 8))
+    group = next(g for g in analysis.prunable if "up.weight" in g.params)
+    assert group.size == 12
