@@ -61,7 +61,7 @@ def slice_(ctx: RuleContext):
     if start == 0 and end == size:
         return axes
     pieces = _split_outputs(ctx, source, dim, [start, end - start, size - end])
-    return pieces[1] if start else pieces[0]
+    return pieces[1]  # one piece per size, empty ones included: the middle is the slice
 
 
 def _interleaved(ctx: RuleContext, atom: int, size: int, start: int, end: int, step: int):
@@ -87,7 +87,7 @@ def narrow(ctx: RuleContext):
     source, dim, start, length = ctx.node.args[:4]
     size = ctx.shape(source)[dim]
     pieces = _split_outputs(ctx, source, dim, [start, length, size - start - length])
-    return pieces[1] if start else pieces[0]
+    return pieces[1]  # one piece per size, empty ones included: the middle is the slice
 
 
 @register(aten.select.int)
