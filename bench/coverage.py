@@ -70,6 +70,7 @@ FIRST = set(SLICE) | set(
         "convnext",
     ]
 )
+CODE = [""]  # HEAD when this process imported the library (children are forked from it)
 FAILURES = ("mismatch", "crash", "timeout")
 
 
@@ -122,7 +123,7 @@ def run_model(arch: Architecture, timeout: float = MODEL_SECONDS) -> dict:
         "class": arch.class_name,
         "task": arch.task,
         "transformers": _transformers_version(),
-        "commit": _commit(),
+        "commit": CODE[0],
         "seconds": round(time.time() - start, 1),
         "stages": stages,
     }
@@ -136,6 +137,19 @@ def _commit() -> str:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
     )
     return done.stdout.strip()
+
+
+def _dirty() -> bool:
+    """Uncommitted changes under the library's packages (others' work in progress)."""
+    import subprocess
+
+    done = subprocess.run(
+        ["git", "status", "--porcelain", "--", "analyzers", "rewriters", "surgeon"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return bool(done.stdout.strip())
 
 
 def _transformers_version() -> str:
@@ -185,12 +199,12 @@ def sweep(
 ) -> dict[str, dict]:
     """Run the architectures named in ``todo``; rows update as they finish."""
     # the issue's named causes and the slice first, then task heads, base models last
-    # never-run rows first (coverage before re-runs), the issue's named causes
-    # and the slice first among them, base models last
+    # re-runs of failed rows first, then never-run rows; the issue's named
+    # causes and the slice first among each, base models last
     pending = sorted(
         (a for a in archs if a.model_type in todo),
         key=lambda a: (
-            a.model_type in rows,
+            a.model_type not in rows,  # re-runs first: what the fixes changed
             a.model_type not in FIRST,
             a.task == "base",
             a.model_type,
@@ -223,6 +237,7 @@ def _short(row: dict) -> str:
 def cause_of(reason: str) -> str:
     """A failure reason without the numbers and names that differ per model."""
     text = reason.splitlines()[0] if reason else ""
+    text = re.sub(r"\b[A-Z]\w*?(Config|Model|For[A-Z]\w*)\b", "<class>", text)
     text = re.sub(r"'[^']*'", "'…'", text)
     text = re.sub(r"\d+(\.\d+)?(e-?\d+)?", "N", text)
     return text[:160]
@@ -243,29 +258,42 @@ def causes(rows: dict[str, dict]) -> dict[tuple[str, str, str], list[str]]:
     return found
 
 
-def render(rows: dict[str, dict], not_run: int = 0) -> str:
+def render(rows: dict[str, dict], total: int | None = None) -> str:
+    total = len(rows) if total is None else total
     built = [r for r in rows.values() if buildable(r)]
     good = [r for r in built if passes_all(r)]
     statuses = Counter(r["status"] for row in built for s, r in applicable(row).items())
     lines = [
         "## Transformers architectures",
         "",
-        "`python bench/coverage.py --write` (transformers "
-        f"{_transformers_version()}): every model type in transformers' causal-LM, "
-        "seq2seq-LM, masked-LM, image-classification and base-model mappings, built "
-        "small from its config by one rule (bench/coverage_models.py) with random "
-        "weights, each in its own process. A stage is `pass`, `refused` (a "
-        "SurgeonError with a reason, model unchanged), `mismatch` (returned, then "
-        "verification or the comparison failed), `crash` (any other exception) or "
-        "`timeout`; `n/a` when the model has nothing of that kind.",
+        f"`python bench/coverage.py --write` (transformers {_transformers_version()}). "
+        "Every model type of transformers' causal-LM, seq2seq-LM, masked-LM and "
+        "image-classification mappings (one row per type, the first of those heads it "
+        "has), built small from its default config by one shrinking rule "
+        "(bench/coverage_models.py) with random weights, each run in its own process "
+        "forked from a warm parent, two at a time, each stage under a timeout. Stages: "
+        "`analyze` (derived inputs); `user-inputs` (a tokenizer-style `BatchEncoding` "
+        "with `attention_mask`, no `use_cache`); `widths` (a random half of every "
+        "MLP, expert-MLP, expert and channel group); `kv-groups` (3 of 4 KV groups: "
+        "a head count the config cannot divide); `queries` (half the queries in every "
+        "KV group); `block` (the last removable block); `hidden` (a quarter of the "
+        "hidden size: inexact by nature, must be reported so); `generate` (greedy, KV "
+        "cache, tokens equal to the masked original's); `save-load` (`surgeon.save` "
+        "then `surgeon.load`, outputs equal); `from-pretrained` (a uniform MLP cut "
+        "loads with plain `from_pretrained`); `prune` (`surgeon.prune(model, 0.3, "
+        "criterion='magnitude')`). Widths, KV groups, queries and the block are cut in "
+        "one plan first and, when that fails, one by one. An outcome is `pass`, "
+        "`refused` (a SurgeonError naming the module or op: up front, or rolled back), "
+        "`mismatch` (returned, then verification or the comparison failed), `crash` "
+        "(any other exception) or `timeout`; `n/a` when there is nothing of that kind. "
+        "A cut whose only difference comes from groups `verify` lists as inexact by "
+        "nature (norm statistics over the cut axis) passes, and says so.",
         "",
-        f"- architectures: {len(rows)}, buildable small on the CPU: {len(built)}"
-        + (
-            f"; {not_run} types that only the base-model mapping has were not run "
-            "(`--base` runs them)"
-            if not_run
-            else ""
-        ),
+        f"- model types in those mappings: {total}; run so far: {len(rows)}; "
+        f"buildable small on the CPU: {len(built)}. The cache "
+        "(bench/results/coverage.jsonl) records the commit each row ran at (`+`: "
+        "with uncommitted work in the tree); rows without one ran before commit "
+        "43f9325. `--rerun-failed` re-runs rows that did not pass everything.",
         f"- pass every stage that applies: {len(good)} of {len(built)} "
         f"({len(good) / max(1, len(built)):.1%})",
         "- stage outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())),
@@ -295,8 +323,8 @@ def render(rows: dict[str, dict], not_run: int = 0) -> str:
         "",
         "### Per model",
         "",
-        "| model | class | " + " | ".join(STAGES) + " |",
-        "|---|---|" + "---|" * len(STAGES),
+        "| model | class | " + " | ".join(STAGES) + " | commit |",
+        "|---|---|" + "---|" * len(STAGES) + "---|",
     ]
     symbol = {
         "pass": "ok",
@@ -311,7 +339,8 @@ def render(rows: dict[str, dict], not_run: int = 0) -> str:
         if not buildable(row):
             continue
         cells = [symbol.get(row["stages"].get(s, {}).get("status", "n/a"), "?") for s in STAGES]
-        lines.append(f"| {key} | {row['class']} | " + " | ".join(cells) + " |")
+        commit = row.get("commit") or "-"
+        lines.append(f"| {key} | {row['class']} | " + " | ".join(cells) + f" | {commit} |")
     unbuilt = sorted(k for k, r in rows.items() if not buildable(r))
     lines += [
         "",
@@ -342,11 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated model types")
     parser.add_argument("--rerun", action="store_true", help="ignore cached rows of --only")
     parser.add_argument("--rerun-failed", action="store_true")
+    parser.add_argument("--cached", action="store_true", help="run nothing: report the cache")
     parser.add_argument("--workers", type=int, default=WORKERS)
     parser.add_argument(
         "--base", action="store_true", help="also the model types only the base-model mapping has"
     )
     args = parser.parse_args(argv)
+    CODE[0] = _commit() + ("+" if _dirty() else "")
     coverage_stages.prepare()
     archs = [a for a in discover() if args.base or a.task != "base"]
     if args.slice:
@@ -375,9 +406,10 @@ def main(argv: list[str] | None = None) -> int:
             and buildable(rows[a.model_type])
             and not passes_all(rows[a.model_type])
         }
-    sweep(archs, rows, todo, cache=True, workers=args.workers)
-    known = {a.model_type for a in discover()}
-    text = render({k: v for k, v in rows.items() if k in known}, len(known) - len(archs))
+    if not args.cached:
+        sweep(archs, rows, todo, cache=True, workers=args.workers)
+    names = {a.model_type for a in archs}
+    text = render({k: v for k, v in rows.items() if k in names}, len(names))
     print(text.split("### Per model")[0])
     if args.write:
         replace_section(DOC, "## Transformers architectures", text, title="# Coverage")

@@ -77,6 +77,9 @@ def run_stage(stage: str, body) -> object | None:
         emit(stage, "n/a", str(reason))
         return None
     except SurgeonError as error:
+        if "stage took longer than" in str(error):  # our alarm, wrapped by capture
+            emit(stage, "timeout", str(error).splitlines()[0], traceback.format_exc())
+            return None
         emit(stage, "refused", f"{type(error).__name__}: {error}", traceback.format_exc())
         return None
     except TimeoutError as error:
