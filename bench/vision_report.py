@@ -57,6 +57,16 @@ def render(rows: dict, models) -> str:
         f"{len(models)}; both {both}.** ({len(done)} of {len(models)} models have both rows.)",
         "",
     ]
+    if len(done) < len(models):
+        pairs = [(a, b) for a, b in zip(ours, theirs, strict=True) if a and b]
+        mine = sum(bool(a.get("handled")) for a, _ in pairs)
+        other = sum(bool(b.get("handled")) for _, b in pairs)
+        lines += [
+            f"On the {len(done)} models both tools have run so far: fx-surgeon {mine}, "
+            f"Torch-Pruning {other}. Rows marked 'not run' have not been run yet (the sweep "
+            "runs on two shared CPU cores); re-running the command fills them from the cache.",
+            "",
+        ]
     removed = sorted(r["removed"] for r in ours if r and r.get("handled"))
     tp_removed = sorted(r["removed"] for r in theirs if r and r.get("handled"))
     if removed and tp_removed:
