@@ -104,7 +104,7 @@ def _scores(analysis):
 
 def test_planner_removes_the_chosen_blocks_with_the_lowest_influence(small):
     _, analysis = small
-    options = PlanOptions(ratio=0.5)
+    options = PlanOptions(ratio=0.5, layers="auto")
     choice = planned_depth(analysis, options)
     assert choice.layers == 2  # a tiny model is all fixed cost: the depth share decides
     influence = {f"model.layers.{i}": float(abs(i - 5)) for i in range(8)}
@@ -116,7 +116,7 @@ def test_planner_removes_the_chosen_blocks_with_the_lowest_influence(small):
 def test_without_block_scores_auto_warns_and_cuts_widths_only(small):
     _, analysis = small
     with pytest.warns(UserWarning, match="no block scores were given, so only widths are cut"):
-        plan = make_plan(analysis, _scores(analysis), PlanOptions(ratio=0.5))
+        plan = make_plan(analysis, _scores(analysis), PlanOptions(ratio=0.5, layers="auto"))
     assert plan.remove_blocks == ()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -127,12 +127,14 @@ def test_without_block_scores_auto_warns_and_cuts_widths_only(small):
 def test_prune_calibrates_block_influence_when_auto_wants_blocks(small):
     model, _ = small
     ids = torch.randint(4, 128, (4, 16), generator=torch.Generator().manual_seed(1))
-    result = surgeon.prune(model, 0.5, criterion="flap", calib=ids, progress=False)
+    result = surgeon.prune(model, 0.5, criterion="flap", calib=ids, progress=False, layers="auto")
     assert len(result.plan.remove_blocks) == 2
     assert result.model.config.num_hidden_layers == 6
     assert result.report.depth.startswith("layers='auto': 2 whole blocks")
     assert "layers='auto'" in str(result.report)
     with pytest.warns(UserWarning, match="no block scores"):
-        weight_only = surgeon.prune(model, 0.5, criterion="magnitude", progress=False)
+        weight_only = surgeon.prune(
+            model, 0.5, criterion="magnitude", progress=False, layers="auto"
+        )
     assert weight_only.plan.remove_blocks == ()
     assert "not applied" in weight_only.report.depth

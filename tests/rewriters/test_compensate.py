@@ -143,15 +143,15 @@ def _collector(feature):
     return hook
 
 
-def test_the_recommended_recipe_gives_a_plain_hugging_face_checkpoint(tmp_path):
+def test_the_defaults_with_uniform_widths_give_a_plain_hugging_face_checkpoint(tmp_path):
     import json
 
     import transformers
 
-    from surgeon.prune import RECOMMENDED
-
     model = HF_MODELS["llama"]()
-    result = surgeon.prune(model, 0.25, calib=calibration_ids(), progress=False, **RECOMMENDED)
+    result = surgeon.prune(
+        model, 0.25, calib=calibration_ids(), progress=False, allocation="uniform"
+    )
     assert "intercept" in result.report.compensation
     widths = {layer.mlp.up_proj.out_features for layer in result.model.model.layers}
     assert len(widths) == 1 and widths.pop() < 96
