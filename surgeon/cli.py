@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -70,10 +69,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     analysis = analyze(load_directory(args.path, weights=False))
     if args.json:
-        data = analysis.to_dict()
-        for group in data["groups"]:
-            group["flops_per_token"] = 2 * group["params_covered"]
-        print(json.dumps(data, indent=2))
+        print(analysis.to_json())
         return 0
     print(analysis.summary())
     return 0
