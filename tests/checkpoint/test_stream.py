@@ -233,7 +233,7 @@ def test_auto_depth_without_block_scores_warns_and_streams_widths(tmp_path):
     _build(hf.LlamaForCausalLM, hf.LlamaConfig, **deeper, head_dim=8).save_pretrained(source)
     with pytest.warns(UserWarning, match="layers='auto': 1 whole blocks.*only widths are cut"):
         result = surgeon.prune_checkpoint(
-            source, tmp_path / "out", 0.5, progress=False, layers="auto"
+            source, tmp_path / "out", 0.5, progress=False, layers="auto", allocation="uniform"
         )
     assert result.plan.remove_blocks == () and result.plan.keep
     assert hf.AutoConfig.from_pretrained(tmp_path / "out").num_hidden_layers == 4
