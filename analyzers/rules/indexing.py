@@ -64,6 +64,8 @@ def _constant_range(ctx: RuleContext, index, size: int) -> tuple[int, int] | Non
     value = ctx.constant(index)
     if value is None or value.dim() != 1 or value.numel() == 0 or value.is_floating_point():
         return None
+    if value.is_meta:  # a structure-only copy: the positions are unknown
+        return None
     positions = [int(v) % size for v in value.tolist()]
     start = positions[0]
     return (

@@ -24,7 +24,7 @@ from torch import nn
 from surgeon.analyzers.names import ParameterNames
 from surgeon.checkpoint.config_file import write_config
 from surgeon.checkpoint.provenance import Provenance, remember
-from surgeon.errors import SurgeonError
+from surgeon.errors import CaptureError, SurgeonError
 from surgeon.plan.plan import Plan
 
 __all__ = ["load", "read_manifest", "replay", "save", "write_description"]
@@ -162,10 +162,13 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
         else (_materialise(signature, device))
     )
     for plan in (Plan.from_dict(p) for p in manifest["plans"]):
-        # analysed on an all-meta copy: the skeleton's parameters are on meta but
-        # its buffers are real, and a forward mixing them (DeepSeek's router
-        # bias, GPT-Neo's mask) cannot be captured; the groups are the same
-        analysis = analyze(meta_skeleton(model), to_meta(inputs))
+        try:
+            analysis = analyze(model, inputs)
+        except CaptureError:
+            # the skeleton's parameters are on meta, its buffers real: a forward
+            # mixing them (DeepSeek's router bias, GPT-Neo's mask) cannot be
+            # captured; its structure is analysed on an all-meta copy instead
+            analysis = analyze(meta_skeleton(model), to_meta(inputs))
         model = apply(model, plan, inplace=True, check=False, analysis=analysis)
     provenance = Provenance.of(model)
     if provenance is not None:
