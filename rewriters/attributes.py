@@ -20,11 +20,12 @@ from torch import nn
 from surgeon.analyzers import Analysis, Group, GroupKind
 
 from .attribute_table import set_width_attributes
+from .config_fields import attention_sizes, final_size, set_head_fields, update_width_fields
 from .patterns import update_pattern_layers
 from .resolve import GroupCut
 from .transaction import Transaction
 
-__all__ = ["CONFIG_FIELDS", "HEAD_FIELDS", "update_attributes"]
+__all__ = ["update_attributes"]
 
 # attribute name -> how to compute it from (kv heads, queries per kv head, head_dim)
 _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
@@ -58,21 +59,6 @@ _WIDTH_ATTRS = {
     GroupKind.EXPERTS: ("num_experts", "num_local_experts", "n_routed_experts"),
     GroupKind.HIDDEN: ("hidden_size", "hidden_dim", "d_model", "embed_dim", "n_embd"),
 }
-# config fields holding one width of a kind for every layer (a ragged cut leaves them untrue)
-CONFIG_FIELDS = {
-    GroupKind.MLP: ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size"),
-    GroupKind.EXPERT_MLP: ("moe_intermediate_size", "intermediate_size"),
-    GroupKind.EXPERTS: ("num_local_experts", "num_experts"),
-    GroupKind.HIDDEN: ("hidden_size", "n_embd", "d_model"),
-}
-# config fields holding a head count: of query heads (True) or of KV heads (False)
-HEAD_FIELDS = {
-    "num_attention_heads": True,
-    "num_key_value_heads": False,
-    "n_head": True,
-    "num_heads": True,
-    "num_kv_heads": False,
-}
 
 
 def update_attributes(
@@ -90,7 +76,7 @@ def update_attributes(
     gone = tuple(f"{name}." for name in removed_blocks)
     survivors = [g for g in analysis.prunable if not _inside(g, gone)]
     attention = [g for g in survivors if g.kind == GroupKind.ATTENTION]
-    uniform = len({_final(g, by_id.get(g.id)) for g in attention}) <= 1
+    uniform = len({final_size(g, by_id.get(g.id)) for g in attention}) <= 1
     copies: dict[int, object] = {}
     for cut in cuts:
         modules = _owners(model, cut.group)
@@ -100,13 +86,13 @@ def update_attributes(
                 heads = cut.group.kind == GroupKind.ATTENTION
                 set_width_attributes(module, path, names, old, new, tx, heads)
         if cut.group.kind == GroupKind.ATTENTION:
-            (kv, q), (kv2, q2), head_dim = _attention_sizes(cut)
+            (kv, q), (kv2, q2), head_dim = attention_sizes(cut)
             named = [(path, model.get_submodule(path)) for path in _owner_paths(cut.group)]
             update_pattern_layers(named, (kv * q, kv2 * q2), (kv, kv2), head_dim, tx)
         if config is not None and not uniform:
             _per_module_configs(cut, modules, config, tx, copies)
     if config is not None:
-        _update_config(config, survivors, cuts, tx)
+        update_width_fields(config, survivors, cuts, tx)
 
 
 def _inside(group: Group, prefixes: tuple[str, ...]) -> bool:
@@ -125,18 +111,11 @@ def _owner_paths(group: Group) -> list[str]:
     return sorted(paths)
 
 
-def _attention_sizes(cut: GroupCut) -> tuple[tuple[int, int], tuple[int, int], int]:
-    group = cut.group
-    old = (group.kv_heads, group.q_per_kv)
-    new = (len(cut.kept.get("kv", (0,))), len(cut.kept.get("q", (0,))))
-    return old, new, group.head_dim or 1
-
-
 def _changes(cut: GroupCut):
     """(old value, new value, attribute names) triples for one cut."""
     group = cut.group
     if group.kind == GroupKind.ATTENTION:
-        (kv, q), (kv2, q2), hd = _attention_sizes(cut)
+        (kv, q), (kv2, q2), hd = attention_sizes(cut)
         for name, rule in _ATTENTION_ATTRS.items():
             yield rule(kv, q, hd), rule(kv2, q2, hd), (name,)
     elif group.kind in _WIDTH_ATTRS and len(group.levels) == 1:
@@ -147,7 +126,7 @@ def _per_module_configs(cut, modules, config, tx, copies) -> None:
     """Modules that read head counts from their config get their own copy."""
     if cut.group.kind != GroupKind.ATTENTION:
         return
-    (kv, q), (kv2, q2), hd = _attention_sizes(cut)
+    (kv, q), (kv2, q2), hd = attention_sizes(cut)
     for module in modules:
         if getattr(module, "config", None) is not config and id(module) not in copies:
             continue
@@ -156,56 +135,4 @@ def _per_module_configs(cut, modules, config, tx, copies) -> None:
             own = copy.copy(config)
             copies[id(module)] = own
             tx.set(module, "config", own)
-        _set_heads(own, (kv, q), (kv2, q2), hd, tx)
-
-
-def _set_heads(config, old, new, head_dim, tx) -> None:
-    (kv, q), (kv2, q2) = old, new
-    if getattr(config, "head_dim", None) in (None, 0) and hasattr(config, "num_attention_heads"):
-        tx.set(config, "head_dim", head_dim)
-    for name, queries in HEAD_FIELDS.items():
-        value, fresh = (kv * q, kv2 * q2) if queries else (kv, kv2)
-        if getattr(config, name, None) == value:
-            tx.set(config, name, fresh)
-
-
-def _update_config(config, prunable: list[Group], cuts: list[GroupCut], tx: Transaction) -> None:
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    by_id = {cut.group.id: cut for cut in cuts}
-    for kind in (*CONFIG_FIELDS, GroupKind.ATTENTION):
-        groups = [g for g in prunable if g.kind == kind]
-        if not groups or not any(g.id in by_id for g in groups):
-            continue
-        finals = {_final(g, by_id.get(g.id)) for g in groups}
-        if len(finals) != 1:
-            continue  # non-uniform: the config cannot describe every layer
-        (final,) = finals
-        if kind == GroupKind.ATTENTION:
-            old = (groups[0].kv_heads, groups[0].q_per_kv)
-            _set_heads(text, old, final, groups[0].head_dim or 1, tx)
-            continue
-        old = groups[0].size
-        names = [n for n in CONFIG_FIELDS[kind] if getattr(text, n, None) == old]
-        if not names and kind == GroupKind.MLP:
-            # a field left None means "derived" (GPT-2's n_inner: 4 x n_embd):
-            # the cut width is written explicitly instead
-            names = [n for n in CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
-        for name in names:
-            if kind == GroupKind.HIDDEN:
-                _pin_head_dim(text, tx)
-            tx.set(text, name, final)
-
-
-def _final(group: Group, cut: GroupCut | None):
-    if group.kind == GroupKind.ATTENTION:
-        if cut is None:
-            return (group.kv_heads, group.q_per_kv)
-        return _attention_sizes(cut)[1]
-    return group.size if cut is None else cut.kept_size(group.levels[0].name)
-
-
-def _pin_head_dim(config, tx: Transaction) -> None:
-    """A config deriving head_dim from hidden_size must keep it when hidden shrinks."""
-    heads = getattr(config, "num_attention_heads", None)
-    if getattr(config, "head_dim", None) in (None, 0) and heads:
-        tx.set(config, "head_dim", config.hidden_size // heads)
+        set_head_fields(own, (kv, q), (kv2, q2), hd, tx)

@@ -13,12 +13,10 @@ from torch import nn
 
 from surgeon.analyzers import Block
 
+from .config_fields import update_layer_fields
 from .transaction import Transaction
 
 __all__ = ["remove_blocks", "renumbered"]
-
-_LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layer", "num_layers")
-_PER_LAYER_FIELDS = ("layer_types",)
 
 
 def renumbered(removed_blocks: Sequence[str]) -> Callable[[str], str | None]:
@@ -67,18 +65,4 @@ def remove_blocks(model: nn.Module, blocks: Iterable[Block], tx: Transaction) ->
             for module in child.modules() if child is not None else ():
                 if isinstance(getattr(module, "layer_idx", None), int):
                     tx.set(module, "layer_idx", new_index)
-        _update_config(model, len(kept) + len(removed), kept, tx)
-
-
-def _update_config(model: nn.Module, old_count: int, kept: list[int], tx: Transaction) -> None:
-    config = getattr(model, "config", None)
-    if config is None:
-        return
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for name in _LAYER_COUNT_FIELDS:
-        if getattr(text, name, None) == old_count:
-            tx.set(text, name, len(kept))
-    for name in _PER_LAYER_FIELDS:
-        values = getattr(text, name, None)
-        if isinstance(values, (list, tuple)) and len(values) == old_count:
-            tx.set(text, name, type(values)(values[i] for i in kept))
+        update_layer_fields(model, len(kept) + len(removed), kept, tx)

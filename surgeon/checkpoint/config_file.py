@@ -34,7 +34,7 @@ from torch import nn
 from surgeon.analyzers import GroupKind
 from surgeon.checkpoint.provenance import Provenance
 from surgeon.errors import SurgeonError
-from surgeon.rewriters.attributes import CONFIG_FIELDS, HEAD_FIELDS
+from surgeon.rewriters.config_fields import CONFIG_FIELDS, HEAD_FIELDS
 
 __all__ = ["MARK", "describes_itself", "loading_note", "refusal", "write_config"]
 

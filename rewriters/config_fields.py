@@ -1,0 +1,126 @@
+"""The config fields a cut changes, in one place: widths, head counts, layer counts.
+
+A transformers config holds one value per kind for every layer. After a cut
+it is updated where it can still describe the model: a width or head count
+every surviving layer shares (:func:`update_width_fields`), and the layer
+count and per-layer lists once blocks are removed (:func:`update_layer_fields`).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from surgeon.analyzers import Group, GroupKind
+
+from .resolve import GroupCut
+from .transaction import Transaction
+
+__all__ = [
+    "CONFIG_FIELDS",
+    "HEAD_FIELDS",
+    "LAYER_COUNT_FIELDS",
+    "PER_LAYER_FIELDS",
+    "attention_sizes",
+    "final_size",
+    "set_head_fields",
+    "update_layer_fields",
+    "update_width_fields",
+]
+
+# config fields holding one width of a kind for every layer (a ragged cut leaves them untrue)
+CONFIG_FIELDS = {
+    GroupKind.MLP: ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size"),
+    GroupKind.EXPERT_MLP: ("moe_intermediate_size", "intermediate_size"),
+    GroupKind.EXPERTS: ("num_local_experts", "num_experts"),
+    GroupKind.HIDDEN: ("hidden_size", "n_embd", "d_model"),
+}
+# config fields holding a head count: of query heads (True) or of KV heads (False)
+HEAD_FIELDS = {
+    "num_attention_heads": True,
+    "num_key_value_heads": False,
+    "n_head": True,
+    "num_heads": True,
+    "num_kv_heads": False,
+}
+
+
+LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layer", "num_layers")
+PER_LAYER_FIELDS = ("layer_types",)
+
+
+def set_head_fields(config, old, new, head_dim, tx) -> None:
+    (kv, q), (kv2, q2) = old, new
+    if getattr(config, "head_dim", None) in (None, 0) and hasattr(config, "num_attention_heads"):
+        tx.set(config, "head_dim", head_dim)
+    for name, queries in HEAD_FIELDS.items():
+        value, fresh = (kv * q, kv2 * q2) if queries else (kv, kv2)
+        if getattr(config, name, None) == value:
+            tx.set(config, name, fresh)
+
+
+def update_width_fields(
+    config, prunable: list[Group], cuts: list[GroupCut], tx: Transaction
+) -> None:
+    """After a cut: the config's width and head-count fields, where every layer
+    of a kind ends with the same width (else the config cannot describe them)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    by_id = {cut.group.id: cut for cut in cuts}
+    for kind in (*CONFIG_FIELDS, GroupKind.ATTENTION):
+        groups = [g for g in prunable if g.kind == kind]
+        if not groups or not any(g.id in by_id for g in groups):
+            continue
+        finals = {final_size(g, by_id.get(g.id)) for g in groups}
+        if len(finals) != 1:
+            continue  # non-uniform: the config cannot describe every layer
+        (final,) = finals
+        if kind == GroupKind.ATTENTION:
+            old = (groups[0].kv_heads, groups[0].q_per_kv)
+            set_head_fields(text, old, final, groups[0].head_dim or 1, tx)
+            continue
+        old = groups[0].size
+        names = [n for n in CONFIG_FIELDS[kind] if getattr(text, n, None) == old]
+        if not names and kind == GroupKind.MLP:
+            # a field left None means "derived" (GPT-2's n_inner: 4 x n_embd):
+            # the cut width is written explicitly instead
+            names = [n for n in CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
+        for name in names:
+            if kind == GroupKind.HIDDEN:
+                _pin_head_dim(text, tx)
+            tx.set(text, name, final)
+
+
+def attention_sizes(cut: GroupCut) -> tuple[tuple[int, int], tuple[int, int], int]:
+    group = cut.group
+    old = (group.kv_heads, group.q_per_kv)
+    new = (len(cut.kept.get("kv", (0,))), len(cut.kept.get("q", (0,))))
+    return old, new, group.head_dim or 1
+
+
+def final_size(group: Group, cut: GroupCut | None):
+    if group.kind == GroupKind.ATTENTION:
+        if cut is None:
+            return (group.kv_heads, group.q_per_kv)
+        return attention_sizes(cut)[1]
+    return group.size if cut is None else cut.kept_size(group.levels[0].name)
+
+
+def _pin_head_dim(config, tx: Transaction) -> None:
+    """A config deriving head_dim from hidden_size must keep it when hidden shrinks."""
+    heads = getattr(config, "num_attention_heads", None)
+    if getattr(config, "head_dim", None) in (None, 0) and heads:
+        tx.set(config, "head_dim", config.hidden_size // heads)
+
+
+def update_layer_fields(model: nn.Module, old_count: int, kept: list[int], tx: Transaction) -> None:
+    """After blocks are removed: the layer count and per-layer lists of the config."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in LAYER_COUNT_FIELDS:
+        if getattr(text, name, None) == old_count:
+            tx.set(text, name, len(kept))
+    for name in PER_LAYER_FIELDS:
+        values = getattr(text, name, None)
+        if isinstance(values, (list, tuple)) and len(values) == old_count:
+            tx.set(text, name, type(values)(values[i] for i in kept))
