@@ -176,6 +176,13 @@ class Checks:
             plan, pruned, report = self._cut(keep, blocks)
             if not report.ok and not _explained(report, self.analysis, keep):
                 raise Refused(f"verify: max rel {report.max_rel:.3g} ({_worst(report)})")
+            if not report.ok:  # inexact groups must not hide a wrong exact one
+                exact = {g: u for g, u in keep.items() if self.analysis.group(g).mask_equivalent}
+                if exact and not (alone := self._cut(exact, blocks)[2]).ok:
+                    raise Refused(
+                        f"verify of the exact groups alone: max rel {alone.max_rel:.3g} "
+                        f"({_worst(alone)})"
+                    )
             self.passed[stage] = dict(keep)
             return True, _note(report)
 
