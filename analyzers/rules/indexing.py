@@ -173,7 +173,21 @@ def histc(ctx: RuleContext):
     exact = domain is not None and ctx.size(domain) == bins and (low, high) == (0, bins - 1)
     if exact:
         ctx.unify(out[0], domain)
+    else:
+        _unknown_bins(ctx, out[0])
     return out
+
+
+def _unknown_bins(ctx: RuleContext, atom: int) -> None:
+    """Bins over values of unknown origin (DeepSeek-V4's token -> expert table,
+    ``tid2eid``): the values name positions of this axis, and a cut would not
+    renumber them."""
+    if ctx.size(atom) != 1:
+        ctx.freeze(
+            atom,
+            "counts values whose positions are not known (e.g. a token -> "
+            "expert table), so its units cannot be renumbered",
+        )
 
 
 @register(aten.bincount.default)
@@ -182,6 +196,8 @@ def bincount(ctx: RuleContext):
     domain = ctx.domain_of(ctx.node.args[0])
     if domain is not None and ctx.size(domain) == ctx.size(out[0]):
         ctx.unify(out[0], domain)
+    else:
+        _unknown_bins(ctx, out[0])
     return out
 
 
@@ -193,4 +209,6 @@ def one_hot(ctx: RuleContext):
     ctx.unify_all(ctx.axes(x), out[:-1])
     if domain is not None and ctx.size(domain) == ctx.size(out[-1]):
         ctx.unify(out[-1], domain)
+    else:
+        _unknown_bins(ctx, out[-1])
     return out
