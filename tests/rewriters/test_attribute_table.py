@@ -29,6 +29,15 @@ def _cuts(analysis):
             yield group, list(range(group.size - max(1, group.size // 4)))
 
 
+def _generic_updates(caplog):
+    """The generic path's records (other loggers may log at INFO too)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == "surgeon.rewriters" and str(r.msg).startswith("generic attribute update")
+    ]
+
+
 @pytest.mark.parametrize("name", ["llama", "gpt2", "falcon", "bert", "mixtral"])
 def test_the_table_holds_what_verified_cuts_needed(name, monkeypatch, caplog):
     model = HF_MODELS[name]().eval()
@@ -41,7 +50,7 @@ def test_the_table_holds_what_verified_cuts_needed(name, monkeypatch, caplog):
             plan = surgeon.Plan.for_analysis(analysis, {group.id: keep})
             pruned = surgeon.apply(model, plan, analysis=analysis)
             assert surgeon.verify(model, pruned, plan, analysis=analysis).ok
-    for record in caplog.records:
+    for record in _generic_updates(caplog):
         seen.setdefault(record.args[1], set()).add(record.args[2])
     assert seen, "no attribute was updated"
     for cls, names in seen.items():
@@ -63,6 +72,6 @@ def test_a_class_in_the_table_keeps_its_other_attributes_and_an_unknown_one_is_l
             )
     assert (known.num_key_value_groups, known.num_heads) == (2, 4)
     assert unknown.num_heads == 2
-    assert [r.args[1] for r in caplog.records] == ["Unknown"]
+    assert [r.args[1] for r in _generic_updates(caplog)] == ["Unknown"]
     tx.rollback()
     assert (known.num_key_value_groups, unknown.num_heads) == (4, 4)
