@@ -17,21 +17,26 @@ from surgeon.errors import InputError
 __all__ = ["read_text", "text_windows"]
 
 
-def read_text(path: str | Path) -> str:
+def read_text(path: str | Path, allow_empty: bool = False) -> str:
     """The text of ``path`` (UTF-8; ``.xz`` decompressed); a clear error when it
-    is missing, not text, or empty."""
+    is missing or not text, and (unless ``allow_empty``) when it holds none."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"no such text file: '{path}'")
+        raise InputError(f"no such text file: '{path}' (it does not exist)")
     try:
         if path.suffix == ".xz":
             with lzma.open(path, "rt", encoding="utf-8") as handle:
                 text = handle.read()
         else:
             text = path.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, lzma.LZMAError, EOFError) as error:
-        raise InputError(f"'{path}' is not a UTF-8 text file (or .xz of one): {error}") from None
-    if not text.strip():
+    except (lzma.LZMAError, EOFError) as error:
+        raise InputError(f"'{path}' is not a readable .xz file ({error})") from None
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"'{path}' is not UTF-8 text ({error.reason} at byte {error.start}); "
+            "give a UTF-8 text file (or .xz of one), a tensor of token ids or batches"
+        ) from None
+    if not allow_empty and not text.strip():
         raise InputError(f"'{path}' holds no text")
     return text
 

@@ -10,7 +10,6 @@ is written.
 
 from __future__ import annotations
 
-import lzma
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import Any
 import torch
 
 from surgeon.errors import InputError
+from surgeon.text import read_text
 
-__all__ = ["EVAL_WINDOW", "HealData", "pack", "prepare", "read_text", "token_ids"]
+__all__ = ["EVAL_WINDOW", "HealData", "pack", "prepare", "token_ids"]
 
 EVAL_WINDOW = 256  # tokens per held-out window, as surgeon.evaluate scores them
 _CHUNK = 1 << 20  # characters per tokenizer call (split at line ends)
@@ -33,32 +33,13 @@ class HealData:
     held_out_source: str  # where the held-out windows come from
 
 
-def read_text(path: str | Path) -> str:
-    """The text of ``path``; ``.xz`` files are decompressed. Errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"heal: data file '{path}' does not exist")
-    try:
-        if path.suffix == ".xz":
-            with lzma.open(path, "rt", encoding="utf-8") as handle:
-                return handle.read()
-        return path.read_text(encoding="utf-8")
-    except (lzma.LZMAError, EOFError) as error:
-        raise InputError(f"heal: '{path}' is not a readable .xz file ({error})") from None
-    except UnicodeDecodeError as error:
-        raise InputError(
-            f"heal: '{path}' is not UTF-8 text ({error.reason} at byte {error.start}); "
-            "give a text file, a tensor of token ids or batches"
-        ) from None
-
-
 def token_ids(data: Any, tokenizer: Any = None, limit: int | None = None) -> torch.Tensor:
     """One 1-D stream of token ids from ``data`` (see the module docstring);
     an iterable is read only until ``limit`` ids are collected."""
     if isinstance(data, (str, Path)):
         if tokenizer is None:
             raise InputError(f"heal: reading text from '{data}' needs a tokenizer")
-        return _tokenize(read_text(data), tokenizer)
+        return _tokenize(read_text(data, allow_empty=True), tokenizer)
     if isinstance(data, torch.Tensor):
         return _checked(data, "the token tensor").reshape(-1)
     if isinstance(data, Iterable):

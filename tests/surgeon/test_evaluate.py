@@ -55,5 +55,5 @@ def test_text_files_are_read_plain_or_xz_with_clear_errors(tmp_path):
     with pytest.raises(surgeon.InputError, match="holds no text"):
         read_text(tmp_path / "empty.txt")
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00\x81")
-    with pytest.raises(surgeon.InputError, match="not a UTF-8 text file"):
+    with pytest.raises(surgeon.InputError, match="is not UTF-8 text"):
         read_text(tmp_path / "binary.txt")
