@@ -176,3 +176,17 @@ class SmallCNN(nn.Module):
 def small_cnn() -> SmallCNN:
     torch.manual_seed(0)
     return SmallCNN().eval()
+
+
+def three_layer_llama() -> hf.LlamaForCausalLM:
+    config = hf.LlamaConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=8,
+    )
+    torch.manual_seed(0)
+    return hf.LlamaForCausalLM(config).eval()

@@ -4,24 +4,10 @@ exactly the cut model's tensors, also when whole blocks go with the widths."""
 from __future__ import annotations
 
 import pytest
-import torch
 import transformers as hf
 
 import surgeon
-
-
-def three_layer_llama() -> hf.LlamaForCausalLM:
-    config = hf.LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=3,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        head_dim=8,
-    )
-    torch.manual_seed(0)
-    return hf.LlamaForCausalLM(config).eval()
+from tests.zoo import three_layer_llama
 
 
 def shapes(model) -> dict[str, tuple[int, ...]]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-import torch
-import transformers as hf
-
 import surgeon
 from surgeon.viz import html_report
+from tests.zoo import three_layer_llama
 
 
 def page_data(page: str) -> dict:
@@ -20,17 +18,7 @@ def page_data(page: str) -> dict:
 
 
 def test_layers_after_a_removed_middle_layer_are_compared_with_their_own_originals():
-    config = hf.LlamaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=3,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        head_dim=8,
-    )
-    torch.manual_seed(0)
-    model = hf.LlamaForCausalLM(config).eval()
+    model = three_layer_llama()
     analysis = surgeon.analyze(model)
     keep = {"mlp@model.layers.0.mlp": list(range(72)), "mlp@model.layers.2.mlp": list(range(40))}
     plan = surgeon.Plan.for_analysis(analysis, keep, remove_blocks=("model.layers.1",))
