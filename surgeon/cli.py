@@ -15,6 +15,7 @@ from surgeon.export.command import add_export_command
 from surgeon.heal.cli import add_heal_command, add_prune_flags, prune_schedule
 from surgeon.options import add_flags, flag_values
 from surgeon.plan.options import PlanOptions
+from surgeon.progress import phase
 from surgeon.rewriters.options import CutOptions
 
 __all__ = ["main"]
@@ -130,7 +131,7 @@ def _prune(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and any(output.iterdir()):
         raise SurgeonError(f"output directory '{output}' is not empty")
-    _phase(f"loading {directory}")
+    phase(f"loading {directory}")
     model = load_directory(directory)
     needs_tokenizer = args.calib or args.eval
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory) if needs_tokenizer else None
@@ -140,14 +141,14 @@ def _prune(args: argparse.Namespace) -> int:
     if args.eval:
         from surgeon.evaluate import perplexity, text_windows
 
-        _phase(f"evaluating on {args.eval}")
+        phase(f"evaluating on {args.eval}")
         windows = text_windows(args.eval, tokenizer, scoring.length, count=64)
         before, after = (
             perplexity(m, windows, window=scoring.length) for m in (model, result.model)
         )
         print(f"perplexity on {args.eval}: {before:.3f} -> {after:.3f} ({after / before:.2f}x)")
     dtype = checkpoint_dtype(directory) if args.dtype == "auto" else args.dtype
-    _phase(f"saving to {output} in {str(dtype or 'float32').removeprefix('torch.')}")
+    phase(f"saving to {output} in {str(dtype or 'float32').removeprefix('torch.')}")
     try:
         save(result.model, output, dtype=dtype)
         if (directory / "tokenizer_config.json").is_file():
@@ -167,18 +168,13 @@ def _html_report(model, result, path: str) -> None:
     from surgeon import analyze
     from surgeon.viz import html_report
 
-    _phase(f"writing {path}")
+    phase(f"writing {path}")
     before = analyze(model)
     known = {group.id for group in before.groups}
     scores = {k: v.tolist() for k, v in result.scores.items() if k in known}
     page = html_report(before, analyze(result.model), scores, result.plan.remove_blocks)
     Path(path).write_text(page, encoding="utf-8")
     print(f"report: {path}")
-
-
-def _phase(text: str) -> None:
-    """A phase line on stderr, so a long step is never silent."""
-    print(f"surgeon: {text} ...", file=sys.stderr, flush=True)
 
 
 def _prune_checkpoint(args: argparse.Namespace) -> int:
@@ -206,7 +202,7 @@ def _verify(args: argparse.Namespace) -> int:
     saved tensors with the verified cut (see surgeon.checkpoint.recheck)."""
     from surgeon.checkpoint.recheck import recheck
 
-    _phase(f"replaying the plans of {args.pruned} on {args.original}")
+    phase(f"replaying the plans of {args.pruned} on {args.original}")
     result = recheck(args.original, args.pruned)
     print(result)
     return 0 if result.ok else 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from surgeon.plan.costs import block_flops, block_parameters, count_flops, flop_
 from surgeon.plan.options import PlanOptions
 from surgeon.plan.plan import Plan
 from surgeon.plan.planner import cut_groups, make_plan, planned_depth
+from surgeon.progress import phase
 from surgeon.rewriters import apply
 from surgeon.rewriters.compensate import COMPENSATIONS, compensate_consumers
 from surgeon.rewriters.options import CutOptions
@@ -191,8 +191,11 @@ def prune(
     scoring, planning, cut = split_options(ratio, options)
     if statistics is None and loss_fn is None and reads_token_ids(model):
         check_loss(model, scoring.criterion)  # before any work
-    phase = _Phases(progress)
-    phase("analysing the model")
+
+    def step(text: str) -> None:
+        phase(text, progress)
+
+    step("analysing the model")
     analysis = analyze(model, inputs, submodules=tuple(submodules))
     weights = flop_weights(model)
     choice = planned_depth(analysis, planning, weights) if planning.layers == "auto" else None
@@ -228,9 +231,9 @@ def prune(
                 planning.allocation != "relative",
             )
     plan = make_plan(analysis, scores, planning, stats.block_influence if stats else None, weights)
-    phase(f"cutting ({len(plan.keep)} groups, {len(plan.remove_blocks)} whole blocks)")
+    step(f"cutting ({len(plan.keep)} groups, {len(plan.remove_blocks)} whole blocks)")
     pruned = apply(model, plan, analysis=analysis)
-    phase("verifying the cut against the masked original" if cut.verify else "")
+    step("verifying the cut against the masked original" if cut.verify else "")
     check = verify(model, pruned, plan, inputs, analysis=analysis) if cut.verify else None
     _accept(check)
     done = None
@@ -240,7 +243,7 @@ def prune(
         if layers:  # weights changed on purpose: save and verify must know
             done = f"{COMPENSATIONS[method]} ({len(layers)} layers)"
             record_compensation(pruned, done, check)
-    phase("measuring the result")
+    step("measuring the result")
     after = analyze(pruned, inputs, submodules=tuple(submodules))
     report = PruneReport(
         _count(model),
@@ -375,15 +378,3 @@ def _has_hf_config(model: nn.Module) -> bool:
 
 def _count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-class _Phases:
-    """One line on stderr per step of ``prune`` (``progress=True``), so no step
-    longer than a second passes in silence; calibration has its own bar."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def __call__(self, text: str) -> None:
-        if self.enabled and text:
-            print(f"surgeon: {text} ...", file=sys.stderr, flush=True)
