@@ -167,10 +167,22 @@ def load_cache() -> dict[str, dict]:
     return rows
 
 
-def save_cache(rows: dict[str, dict]) -> None:
+def save_row(row: dict) -> None:
+    """Write one row into the cache file as it is now on disk, so that two
+    sweeps running side by side (a re-run beside a first run) keep each
+    other's rows."""
+    import fcntl
+    import os
+
     CACHE.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(rows[k], sort_keys=True) for k in sorted(rows)]
-    CACHE.write_text("\n".join(lines) + "\n")
+    with open(CACHE.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = load_cache()
+        rows[row["model_type"]] = row
+        lines = [json.dumps(rows[k], sort_keys=True) for k in sorted(rows)]
+        partial = CACHE.with_suffix(".partial")
+        partial.write_text("\n".join(lines) + "\n")
+        os.replace(partial, CACHE)
 
 
 def sweep(
@@ -200,7 +212,7 @@ def sweep(
         rows[arch.model_type] = row
         print(f"{arch.model_type:32s} {row['seconds']:6.1f}s {_short(row)}", flush=True)
         if cache:
-            save_cache(rows)
+            save_row(row)
         return row
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
