@@ -59,6 +59,9 @@ _WIDTH_ATTRS = {
     GroupKind.EXPERTS: ("num_experts", "num_local_experts", "n_routed_experts"),
     GroupKind.HIDDEN: ("hidden_size", "hidden_dim", "d_model", "embed_dim", "n_embd"),
 }
+# a group whose units are blocks of rows (heads outside an attention: DeepSeek's
+# sparse-attention indexer reshapes its queries by ``n_heads``) is counted by these
+_HEAD_COUNTS = ("n_heads", "num_heads", "num_attention_heads", "heads")
 
 
 def update_attributes(
@@ -118,8 +121,17 @@ def _changes(cut: GroupCut):
         (kv, q), (kv2, q2), hd = attention_sizes(cut)
         for name, rule in _ATTENTION_ATTRS.items():
             yield rule(kv, q, hd), rule(kv2, q2, hd), (name,)
-    elif group.kind in _WIDTH_ATTRS and len(group.levels) == 1:
-        yield group.size, cut.kept_size(group.levels[0].name), _WIDTH_ATTRS[group.kind]
+    elif len(group.levels) == 1:
+        kept = cut.kept_size(group.levels[0].name)
+        if group.kind in _WIDTH_ATTRS:
+            yield group.size, kept, _WIDTH_ATTRS[group.kind]
+        if group.kind != GroupKind.HIDDEN and any(_blocked(m.layout) for m in group.members):
+            yield group.size, kept, _HEAD_COUNTS
+
+
+def _blocked(layout) -> bool:
+    """Whether each unit of ``layout`` spans a block of indices (a head's rows)."""
+    return layout.kind == "product" and any(p.kind == "fixed" for p in layout.parts)
 
 
 def _per_module_configs(cut, modules, config, tx, copies) -> None:
