@@ -194,6 +194,11 @@ class Checks:
         for group in self.analysis.by_kind("hidden"):
             if group.frozen or group.size < 2:
                 continue
+            if len(group.levels) > 1:  # the hidden axis times streams (hyper-connections)
+                units = half(group, group.levels[0].name, rng, 0.75)
+                if units is not None:
+                    keep[group.id] = units
+                continue
             count = max(
                 group.min_units, (group.size * 3 // 4) // group.multiple_of * group.multiple_of
             )

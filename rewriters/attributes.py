@@ -57,7 +57,16 @@ _WIDTH_ATTRS = {
     ),
     GroupKind.EXPERT_MLP: ("intermediate_dim", "intermediate_size", "moe_intermediate_size"),
     GroupKind.EXPERTS: ("num_experts", "num_local_experts", "n_routed_experts"),
-    GroupKind.HIDDEN: ("hidden_size", "hidden_dim", "d_model", "embed_dim", "n_embd"),
+    # input_size: GraniteMoE's experts reshape their output by it; dim_norm: CPM-Ant's norm
+    GroupKind.HIDDEN: (
+        "hidden_size",
+        "hidden_dim",
+        "d_model",
+        "embed_dim",
+        "n_embd",
+        "input_size",
+        "dim_norm",
+    ),
 }
 # a group whose units are blocks of rows (heads outside an attention: DeepSeek's
 # sparse-attention indexer reshapes its queries by ``n_heads``) is counted by these
@@ -121,11 +130,18 @@ def _changes(cut: GroupCut):
         (kv, q), (kv2, q2), hd = attention_sizes(cut)
         for name, rule in _ATTENTION_ATTRS.items():
             yield rule(kv, q, hd), rule(kv2, q2, hd), (name,)
+    elif group.kind == GroupKind.HIDDEN:
+        # with hyper-connections the residual stream is hidden x streams: each level
+        # that loses units is a width the code may read (the router's ``hidden_dim``)
+        for level in group.levels:
+            kept = cut.kept_size(level.name)
+            if kept != level.size:
+                yield level.size, kept, _WIDTH_ATTRS[group.kind]
     elif len(group.levels) == 1:
         kept = cut.kept_size(group.levels[0].name)
         if group.kind in _WIDTH_ATTRS:
             yield group.size, kept, _WIDTH_ATTRS[group.kind]
-        if group.kind != GroupKind.HIDDEN and any(_blocked(m.layout) for m in group.members):
+        if any(_blocked(m.layout) for m in group.members):
             yield group.size, kept, _HEAD_COUNTS
 
 

@@ -18,6 +18,12 @@ CAUSES = {
     # head-structured groups outside an attention: the sparse-attention indexer
     # reshapes its queries by ``n_heads``, which was left at the old count
     "deepseek_v32": "indexer heads counted by an attribute (n_heads)",
+    # a hidden cut updates the widths the code reads under less common names
+    "granitemoe_swa": "experts reshape their output by input_size",
+    "cpmant": "the norm checks its input against dim_norm",
+    # hyper-connections: the residual stream is hidden x streams (two levels);
+    # the router reads hidden_dim, which only the hidden level changes
+    "hy_v4": "hidden level of a hidden x streams group",
 }
 
 
