@@ -44,6 +44,7 @@ SCALARS: dict[str, int] = {
             "projection_dim",
             "text_embed_dim",
             "hidden_dim_model",
+            "hidden_size_global",
         ],
         HIDDEN,
     ),
@@ -99,7 +100,7 @@ SCALARS: dict[str, int] = {
     **dict.fromkeys(
         ["num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"], EXPERTS
     ),
-    **dict.fromkeys(["num_experts_per_tok", "moe_topk", "num_selected_experts"], TOP_K),
+    **dict.fromkeys(["num_experts_per_tok", "moe_topk", "num_selected_experts", "moe_k"], TOP_K),
     **dict.fromkeys(["n_shared_experts", "num_shared_experts"], 1),
     # expert groups of group-limited routing (DeepSeek): 2 groups of 2, top-1 group
     "n_group": 2,
@@ -130,8 +131,29 @@ LIST_WIDTHS = ("hidden_sizes", "embed_dims", "dims", "embedding_sizes")
 LIST_DEPTHS = ("depths", "num_layers_per_stage")
 
 
-# name endings: MLA's q/kv LoRA ranks and per-part head widths, rotary widths
-SUFFIXES = (("lora_rank", 32), ("head_dim", HEAD_DIM), ("rotary_dim", HEAD_DIM // 2))
+# name endings: MLA's q/kv LoRA ranks and per-part head widths, rotary widths,
+# extra embedding tables (BLT's hash n-gram vocabularies)
+SUFFIXES = (
+    ("lora_rank", 32),
+    ("head_dim", HEAD_DIM),
+    ("rotary_dim", HEAD_DIM // 2),
+    ("_vocab", VOCAB),
+)
+EXPERT_WIDTHS = ("moe_intermediate_size", "expert_intermediate_size", "moe_ffn_hidden_size")
+# a MoE's expert count, top-k and shared experts: a default config that states the
+# expert width but leaves these None builds a MoE without routing (top-k None)
+EXPERT_COUNTS = (
+    "num_experts",
+    "num_local_experts",
+    "n_routed_experts",
+    "moe_num_experts",
+    "num_experts_per_tok",
+    "moe_topk",
+    "num_selected_experts",
+    "moe_k",
+    "n_shared_experts",
+    "num_shared_experts",
+)
 
 
 def _by_suffix(name: str) -> int | None:
@@ -182,6 +204,8 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
         elif value > 0 and (target := _by_suffix(name)) is not None:
             out[name] = min(value, target)
     _shrink_kv_heads(out, values, heads_before)
+    _complete_experts(out)
+    _keep_mamba_heads(out, values)
     _shrink_lists(out)
     _align_widths(out)
     vocab = out.get("vocab_size")
@@ -194,6 +218,37 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
                 out[name] = [t if t < vocab else vocab - 1 for t in token]
     _shrink_per_layer(out, values)
     return out
+
+
+def _complete_experts(out: dict) -> None:
+    """A config that states an expert width is a MoE: expert counts, top-k and
+    shared experts it leaves None get their targets (a top-k of None crashes the
+    router; a None expert count builds no experts)."""
+    if not any(isinstance(out.get(k), int) and out[k] > 0 for k in EXPERT_WIDTHS):
+        return
+    for name in EXPERT_COUNTS:
+        if name in out and out[name] is None:
+            out[name] = SCALARS[name]
+
+
+def _keep_mamba_heads(out: dict, before: dict) -> None:
+    """Mamba-2 heads: where ``d_head x n_heads == expand x hidden`` held before
+    (a validated relation in Bamba-style configs), it holds after, with the head
+    count lowered like an attention head count."""
+    hidden_before, hidden = before.get("hidden_size"), out.get("hidden_size")
+    if not isinstance(hidden_before, int) or not isinstance(hidden, int):
+        return
+    for name, d_head in before.items():
+        if not name.endswith("d_head") or not isinstance(d_head, int):
+            continue
+        prefix = name[: -len("d_head")]
+        n_heads, expand = before.get(prefix + "n_heads"), before.get(prefix + "expand")
+        if not isinstance(n_heads, int) or not isinstance(expand, int):
+            continue
+        if d_head * n_heads != expand * hidden_before:
+            continue
+        heads = math.gcd(min(n_heads, HEADS), expand * hidden)
+        out[prefix + "n_heads"], out[name] = heads, expand * hidden // heads
 
 
 def _layer_count(values: dict) -> int | None:
@@ -214,8 +269,18 @@ def _shrink_per_layer(out: dict, before: dict) -> None:
         out["per_layer_config"] = {
             k: v for k, v in before["per_layer_config"].items() if int(k) < new
         }
-    if "out_features" in out or "out_indices" in out:
+    if "out_features" in out:
         out["out_features"], out["out_indices"] = None, None
+    elif isinstance(before.get("out_indices"), list):
+        # layer indices alone (no stage names, no default to fall back on): those
+        # within the new depth, else the last layer
+        kept = [i for i in before["out_indices"] if isinstance(i, int) and 0 <= i < new]
+        out["out_indices"] = kept or [new - 1]
+    # layers that reuse an earlier layer's cache (Gemma 3n/4 KV sharing) stay
+    # fewer than the layers, so one layer of each kept type still produces it
+    for name, shared in before.items():
+        if name.endswith("kv_shared_layers") and isinstance(shared, int) and shared > 0:
+            out[name] = min(shared, new - 1)
     # GPT-Neo states its layer pattern as [[pattern, repeats]]: the only
     # per-model exception (its validator requires repeats x len(pattern) == layers)
     if isinstance(before.get("attention_types"), list):
@@ -244,7 +309,9 @@ def _shrink_kv_heads(out: dict, before: dict, heads_before: int | None) -> None:
 
 def _shrink_lists(out: dict) -> None:
     """Stage lists (CNNs, hierarchical ViTs): one block per stage, widths
-    divided by one power of two so the first stage is at most 32 wide."""
+    divided by one power of two so the first stage is at most 32 wide; a
+    group-norm group count is divided by the same power (channels per group
+    stay, so the groups still divide every width)."""
     for name in LIST_DEPTHS:
         if isinstance(out.get(name), list):
             out[name] = [min(d, 1) if isinstance(d, int) else d for d in out[name]]
@@ -253,6 +320,9 @@ def _shrink_lists(out: dict) -> None:
         if isinstance(widths, list) and widths and all(isinstance(w, int) for w in widths):
             factor = 2 ** max(0, math.ceil(math.log2(max(widths[0], 1) / 32)))
             out[name] = [max(1, w // factor) for w in widths]
+            groups = out.get("num_groups")
+            if isinstance(groups, int) and not isinstance(groups, bool) and groups > 1:
+                out["num_groups"] = max(1, groups // factor)
 
 
 def _align_widths(out: dict) -> None:
@@ -276,9 +346,45 @@ def _align_widths(out: dict) -> None:
             out[name] = heads * HEAD_DIM
 
 
+def complete(values: dict[str, Any], parent: dict | None = None) -> dict[str, Any]:
+    """The shrunk config dict with what its default config leaves unset filled in
+    (recursively): sizes left None (``head_dim`` from ``hidden / heads``, others
+    their target), a sub-config's ``rope_theta`` from its parent, and a rope
+    setting for each layer type of a per-layer-type ``rope_parameters``.
+
+    Only for a model that does not build without it: elsewhere None means "derive
+    it" and the model does so, and the cached rows were built without this."""
+    out = dict(values)
+    for name, value in values.items():
+        if isinstance(value, dict) and value and "model_type" in value:
+            out[name] = complete(value, out)
+        elif value is None and name in SCALARS:
+            out[name] = SCALARS[name]
+    heads, hidden = out.get("num_attention_heads"), out.get("hidden_size")
+    if "head_dim" in out and out["head_dim"] is None and isinstance(heads, int) and heads > 0:
+        out["head_dim"] = hidden // heads if isinstance(hidden, int) else HEAD_DIM
+    inherited = (parent or {}).get("rope_parameters")
+    if (
+        parent is not None
+        and "rope_theta" not in out
+        and "rope_parameters" not in out
+        and isinstance(inherited, dict)
+        and isinstance(inherited.get("rope_theta"), (int, float))
+    ):
+        out["rope_theta"] = inherited["rope_theta"]
+    rope, types = out.get("rope_parameters"), out.get("layer_types")
+    if isinstance(rope, dict) and "rope_type" not in rope and isinstance(types, list):
+        theta = out.get("rope_theta") if isinstance(out.get("rope_theta"), (int, float)) else 1e4
+        out["rope_parameters"] = {
+            **{t: {"rope_type": "default", "rope_theta": theta} for t in types if t},
+            **rope,
+        }
+    return out
+
+
 def build(arch: Architecture):
-    """The small random-init model of ``arch`` (eval mode, seed 0)."""
-    import torch
+    """The small random-init model of ``arch`` (eval mode, seed 0); where the
+    shrunk default config does not build, the same config ``complete``d."""
     import transformers
     from transformers import AutoConfig
 
@@ -287,7 +393,24 @@ def build(arch: Architecture):
     config = config_class() if config_class else AutoConfig.for_model(arch.model_type)
     small = shrink(config.to_dict())
     small.pop("model_type", None)
-    config = type(config).from_dict(small)
+    try:
+        return _instantiate(model_class, type(config), small)
+    except TimeoutError:
+        raise
+    except Exception as error:  # noqa: BLE001 - retried once with the unset fields filled
+        completed = complete(small)
+        if completed == small:
+            raise
+        try:
+            return _instantiate(model_class, type(config), completed)
+        except Exception as again:
+            raise again from error
+
+
+def _instantiate(model_class, config_class, values: dict):
+    import torch
+
+    config = config_class.from_dict(values)
     torch.manual_seed(0)
     with torch.device("cpu"):
         model = model_class(config)
