@@ -19,7 +19,7 @@ from .axes import AxisAlgebra, AxisConflict, Fact, FactKind, Interface
 from .capture import Capture
 from .ops import VALUE_PRESERVING
 from .rules import RuleContext, lookup
-from .rules.context import PassState
+from .rules.context import PassState, size_of
 
 __all__ = ["Coupling", "propagate"]
 
@@ -68,13 +68,13 @@ class _Propagator:
         val = node.meta.get("val")
         if not isinstance(val, torch.Tensor):
             return None
-        axes = tuple(self.algebra.new(int(s)) for s in val.shape)
+        axes = tuple(self.algebra.new(size_of(s)) for s in val.shape)
         if node.name in self.capture.constants:
             self.constants[node] = self.capture.constants[node.name]
         name = self.capture.params.get(node.name) or self.capture.buffers.get(node.name)
         if name is not None and node.users:  # a tied weight's second name goes unused
             self.coupling.params[name] = axes
-            self.coupling.shapes[name] = tuple(int(s) for s in val.shape)
+            self.coupling.shapes[name] = tuple(size_of(s) for s in val.shape)
             if node.name in self.capture.buffers:
                 self.coupling.buffers.add(name)
         elif node.name in self.capture.user_inputs:
@@ -104,7 +104,7 @@ class _Propagator:
         if not isinstance(value, torch.Tensor):
             return None
         self.constants[node] = value
-        return tuple(self.algebra.new(int(s)) for s in value.shape)
+        return tuple(self.algebra.new(size_of(s)) for s in value.shape)
 
     def call_function(self, node: fx.Node):
         if node.target is operator.getitem:
@@ -119,6 +119,10 @@ class _Propagator:
             result = rule(ctx)
         except AxisConflict as conflict:
             return self._freeze_node(ctx, f"axes do not line up ({conflict})")
+        except Exception:
+            if not _run_time_sizes(node):
+                raise
+            return self._freeze_node(ctx, "its sizes are known only at run time (data-dependent)")
         if ctx.value_domain is not None:
             self.domains[node] = ctx.value_domain
         if str(node.target) in VALUE_PRESERVING and node.args and node.args[0] in self.constants:
@@ -176,3 +180,19 @@ class _Propagator:
                     ctx.freeze(atom, why)
         val = ctx.node.meta.get("val")
         return outputs if isinstance(val, (list, tuple)) else outputs[0]
+
+
+def _run_time_sizes(node: fx.Node) -> bool:
+    """Whether ``node`` or its arguments have sizes that depend on the data (a
+    token count per expert), which no rule can relate to a width."""
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+
+    values = [node.meta.get("val")]
+    values += [a.meta.get("val") for a in node.all_input_nodes]
+    for value in torch.utils._pytree.tree_leaves(values):
+        if isinstance(value, torch.Tensor):
+            if any(free_unbacked_symbols(s) for s in value.shape if isinstance(s, torch.SymInt)):
+                return True
+        elif isinstance(value, torch.SymInt) and free_unbacked_symbols(value):
+            return True
+    return False

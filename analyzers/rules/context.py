@@ -12,9 +12,29 @@ from torch import fx
 from ..axes import AxisAlgebra, Fact, FactKind, Interface
 from ..ops import LAYOUT_OPS, PRODUCTS
 
-__all__ = ["Axes", "LAYOUT_OPS", "PassState", "RuleContext"]
+__all__ = ["Axes", "LAYOUT_OPS", "PassState", "RuleContext", "is_run_time", "size_of"]
 
 Axes = tuple[int, ...]
+
+# sizes known only at run time (the tokens an expert receives after routing) all
+# stand as one number far above any width: element-wise ops may meet two of them
+# (they are equal when the op runs), and no rule can line one up with a weight axis
+_RUN_TIME = 1 << 40
+
+
+def size_of(size: Any) -> int:
+    """An int for a tensor dimension, also when it is data-dependent (unbacked)."""
+    if isinstance(size, torch.SymInt):
+        from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+
+        if free_unbacked_symbols(size):
+            return _RUN_TIME
+    return int(size)
+
+
+def is_run_time(size: int) -> bool:
+    """Whether ``size`` came from :func:`size_of` for a data-dependent dimension."""
+    return size >= _RUN_TIME
 
 
 @dataclass
@@ -63,7 +83,7 @@ class RuleContext:
         val = value.meta.get("val") if isinstance(value, fx.Node) else None
         if not isinstance(val, torch.Tensor):
             raise AssertionError(f"{value} carries no tensor metadata")
-        return tuple(int(s) for s in val.shape)
+        return tuple(size_of(s) for s in val.shape)
 
     def out_shape(self) -> tuple[int, ...]:
         return self.shape(self.node)
@@ -71,7 +91,7 @@ class RuleContext:
     def out_shapes(self) -> list[tuple[int, ...] | None]:
         val = self.node.meta.get("val")
         return [
-            tuple(int(s) for s in v.shape) if isinstance(v, torch.Tensor) else None
+            tuple(size_of(s) for s in v.shape) if isinstance(v, torch.Tensor) else None
             for v in (val if isinstance(val, (list, tuple)) else [val])
         ]
 

@@ -162,6 +162,22 @@ def scatter(ctx: RuleContext):
     return axes
 
 
+@register(aten.index_add.default, aten.index_add_.default)
+def index_add(ctx: RuleContext):
+    """``x.index_add(dim, index, source)``: rows of ``source`` added into ``x``
+    at the positions ``index`` holds (an MoE combining its experts' outputs);
+    every other axis of ``source`` is the same axis of ``x``."""
+    x, dim, index, source = ctx.node.args[:4]
+    axes = ctx.axes(x)
+    dim %= len(axes)
+    _indexed(ctx, axes[dim], index)
+    s_axes = ctx.axes(source)
+    if s_axes is not None and len(s_axes) == len(axes):
+        others = [i for i in range(len(axes)) if i != dim]
+        ctx.unify_all([s_axes[i] for i in others], [axes[i] for i in others])
+    return axes
+
+
 @register(aten.histc.default)
 def histc(ctx: RuleContext):
     """Counting routed tokens per expert: with integer bins over the value

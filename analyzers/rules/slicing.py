@@ -10,7 +10,7 @@ from itertools import accumulate
 from torch import ops
 
 from ..axes import AxisConflict, FactKind
-from .context import RuleContext
+from .context import RuleContext, is_run_time
 from .registry import register
 
 aten = ops.aten
@@ -109,6 +109,13 @@ def split_with_sizes(ctx: RuleContext):
     source = ctx.node.args[0]
     dim = ctx.arg(2, "dim", 0)
     sizes = [shape[dim] for shape in ctx.out_shapes()]
+    if any(is_run_time(size) for size in sizes):
+        # tokens split per expert by counts known at run time: that axis stays
+        # whole, the others pass through each piece
+        axes = ctx.axes(source)
+        dim %= len(axes)
+        ctx.freeze(axes[dim], "split by sizes known only at run time")
+        return [(*axes[:dim], ctx.algebra.new(size), *axes[dim + 1 :]) for size in sizes]
     return _split_outputs(ctx, source, dim, sizes)
 
 
