@@ -349,8 +349,9 @@ def _align_widths(out: dict) -> None:
 def complete(values: dict[str, Any], parent: dict | None = None) -> dict[str, Any]:
     """The shrunk config dict with what its default config leaves unset filled in
     (recursively): sizes left None (``head_dim`` from ``hidden / heads``, others
-    their target), a sub-config's ``rope_theta`` from its parent, and a rope
-    setting for each layer type of a per-layer-type ``rope_parameters``.
+    their target), a padding id left None (embeddings that mask padding by it),
+    a sub-config's ``rope_theta`` from its parent, and a rope setting for each
+    layer type of a per-layer-type ``rope_parameters``.
 
     Only for a model that does not build without it: elsewhere None means "derive
     it" and the model does so, and the cached rows were built without this."""
@@ -363,6 +364,8 @@ def complete(values: dict[str, Any], parent: dict | None = None) -> dict[str, An
     heads, hidden = out.get("num_attention_heads"), out.get("hidden_size")
     if "head_dim" in out and out["head_dim"] is None and isinstance(heads, int) and heads > 0:
         out["head_dim"] = hidden // heads if isinstance(hidden, int) else HEAD_DIM
+    if "pad_token_id" in out and out["pad_token_id"] is None:
+        out["pad_token_id"] = 0  # the lowest: RoBERTa-style positions count on from it
     inherited = (parent or {}).get("rope_parameters")
     if (
         parent is not None
