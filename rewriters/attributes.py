@@ -104,7 +104,7 @@ def update_attributes(
         if config is not None and not uniform:
             _per_module_configs(cut, modules, config, tx, copies)
     if config is not None:
-        update_width_fields(config, survivors, cuts, tx)
+        update_width_fields(config, survivors, cuts, tx, model)
 
 
 def _inside(group: Group, prefixes: tuple[str, ...]) -> bool:

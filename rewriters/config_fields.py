@@ -59,34 +59,69 @@ def set_head_fields(config, old, new, head_dim, tx) -> None:
 
 
 def update_width_fields(
-    config, prunable: list[Group], cuts: list[GroupCut], tx: Transaction
+    config, prunable: list[Group], cuts: list[GroupCut], tx: Transaction, model=None
 ) -> None:
     """After a cut: the config's width and head-count fields, where every layer
-    of a kind ends with the same width (else the config cannot describe them)."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    of a kind ends with the same width (else the config cannot describe them).
+    Each group is described by the config its modules were built from (CLIP's
+    vision MLPs by ``vision_config``), found through ``model`` when given."""
     by_id = {cut.group.id: cut for cut in cuts}
-    for kind in (*CONFIG_FIELDS, GroupKind.ATTENTION):
-        groups = [g for g in prunable if g.kind == kind]
-        if not groups or not any(g.id in by_id for g in groups):
-            continue
-        finals = {final_size(g, by_id.get(g.id)) for g in groups}
-        if len(finals) != 1:
-            continue  # non-uniform: the config cannot describe every layer
-        (final,) = finals
-        if kind == GroupKind.ATTENTION:
-            old = (groups[0].kv_heads, groups[0].q_per_kv)
-            set_head_fields(text, old, final, groups[0].head_dim or 1, tx)
-            continue
-        old = groups[0].size
-        names = [n for n in CONFIG_FIELDS[kind] if getattr(text, n, None) == old]
-        if not names and kind == GroupKind.MLP:
-            # a field left None means "derived" (GPT-2's n_inner: 4 x n_embd):
-            # the cut width is written explicitly instead
-            names = [n for n in CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
-        for name in names:
-            if kind == GroupKind.HIDDEN:
-                _pin_head_dim(text, tx)
-            tx.set(text, name, final)
+    for described, groups_of in _by_config(config, prunable, model):
+        for kind in (*CONFIG_FIELDS, GroupKind.ATTENTION):
+            groups = [g for g in groups_of if g.kind == kind]
+            if groups and any(g.id in by_id for g in groups):
+                _update_kind(described, kind, groups, by_id, tx)
+
+
+def _update_kind(text, kind: GroupKind, groups: list[Group], by_id, tx: Transaction) -> None:
+    finals = {final_size(g, by_id.get(g.id)) for g in groups}
+    if len(finals) != 1:
+        return  # non-uniform: the config cannot describe every layer
+    (final,) = finals
+    if kind == GroupKind.ATTENTION:
+        old = (groups[0].kv_heads, groups[0].q_per_kv)
+        set_head_fields(text, old, final, groups[0].head_dim or 1, tx)
+        return
+    old = groups[0].size
+    names = [n for n in CONFIG_FIELDS[kind] if getattr(text, n, None) == old]
+    if not names and kind == GroupKind.MLP:
+        # a field left None means "derived" (GPT-2's n_inner: 4 x n_embd):
+        # the cut width is written explicitly instead
+        names = [n for n in CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
+    for name in names:
+        if kind == GroupKind.HIDDEN:
+            _pin_head_dim(text, tx)
+        tx.set(text, name, final)
+
+
+def _by_config(config, prunable: list[Group], model) -> list[tuple[object, list[Group]]]:
+    """Groups by the (sub-)config that describes them: the nearest module above
+    their first member that holds one of ``config``'s own sub-configs; the text
+    config otherwise (and for every group when ``model`` is not given)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    own = {id(c): c for c in _sub_configs(config)}
+    found: dict[int, tuple[object, list[Group]]] = {}
+    for group in prunable:
+        described = text
+        if model is not None and group.members:
+            path = group.members[0].module
+            while path:
+                held = getattr(model.get_submodule(path), "config", None)
+                if id(held) in own and held is not config:
+                    described = held
+                    break
+                path = path.rpartition(".")[0]
+        found.setdefault(id(described), (described, []))[1].append(group)
+    return list(found.values())
+
+
+def _sub_configs(config) -> list:
+    """``config`` and the configs it holds (text, vision, encoder, decoder...)."""
+    out = [config]
+    for value in vars(config).values():
+        if hasattr(value, "to_dict") and hasattr(value, "get_text_config"):
+            out.extend(_sub_configs(value))
+    return out
 
 
 def attention_sizes(cut: GroupCut) -> tuple[tuple[int, int], tuple[int, int], int]:

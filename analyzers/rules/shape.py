@@ -190,3 +190,16 @@ def repeat_interleave(ctx: RuleContext):
     dim %= len(axes)
     axes[dim] = ctx.algebra.product([axes[dim], copies])
     return tuple(axes)
+
+
+@register(aten.view_as_complex.default)
+def view_as_complex(ctx: RuleContext):
+    """``(..., n, 2)`` real pairs read as ``(..., n)`` complex numbers (RoPE in
+    complex form, Llama 4): the pair axis becomes the number itself."""
+    return tuple(ctx.axes(ctx.node.args[0])[:-1])
+
+
+@register(aten.view_as_real.default)
+def view_as_real(ctx: RuleContext):
+    """``(..., n)`` complex numbers back to ``(..., n, 2)`` real pairs."""
+    return (*ctx.axes(ctx.node.args[0]), ctx.algebra.new(2))
