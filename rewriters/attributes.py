@@ -36,6 +36,7 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
     "num_attention_heads": lambda kv, q, hd: kv * q,
     "heads": lambda kv, q, hd: kv * q,
     "n_heads": lambda kv, q, hd: kv * q,
+    "n_head": lambda kv, q, hd: kv * q,  # OpenAI GPT splits its heads by it
     "all_head_size": lambda kv, q, hd: kv * q * hd,
     "inner_dim": lambda kv, q, hd: kv * q * hd,
     "split_size": lambda kv, q, hd: kv * q * hd,

@@ -27,6 +27,9 @@ CAUSES = {
     "hy_v4": ("hidden level of a hidden x streams group", ("hidden", "widths")),
     # the vision MLPs are described by vision_config, not the text config
     "clip": ("config fields of the sub-config the modules were built from", ("from-pretrained",)),
+    # OpenAI GPT splits heads by n_head: left at the old count, the cut ran but
+    # regrouped the head dims (verify caught it: a mismatch, not a refusal)
+    "openai-gpt": ("head count read from n_head", ("kv-groups",)),
     # Llama 4's RoPE multiplies complex numbers
     "llama4_text": ("view_as_complex / view_as_real", ("kv-groups", "queries")),
 }
