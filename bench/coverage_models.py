@@ -45,6 +45,7 @@ SCALARS: dict[str, int] = {
             "text_embed_dim",
             "hidden_dim_model",
             "hidden_size_global",
+            "audio_hidden_size",
         ],
         HIDDEN,
     ),
@@ -126,6 +127,7 @@ TOKEN_IDS = (
     "cls_token_id",
     "mask_token_id",
     "unk_token_id",
+    "blank_token_id",  # CTC's blank class
 )
 LIST_WIDTHS = ("hidden_sizes", "embed_dims", "dims", "embedding_sizes")
 LIST_DEPTHS = ("depths", "num_layers_per_stage")
@@ -231,24 +233,34 @@ def _complete_experts(out: dict) -> None:
             out[name] = SCALARS[name]
 
 
+# Mamba-2 head width and head count, each family with and without a prefix
+# (``mamba_d_head``/``mamba_n_heads``, ``head_dim``/``num_heads``)
+MAMBA_HEADS = (("d_head", "n_heads"), ("head_dim", "num_heads"))
+
+
 def _keep_mamba_heads(out: dict, before: dict) -> None:
-    """Mamba-2 heads: where ``d_head x n_heads == expand x hidden`` held before
-    (a validated relation in Bamba-style configs), it holds after, with the head
-    count lowered like an attention head count."""
+    """Mamba-2 heads: where ``head width x heads == expand x hidden`` held
+    before (a validated relation in Mamba-2 and Bamba-style configs), it holds
+    after, with the head count lowered like an attention head count (and the
+    B/C group count dividing it)."""
     hidden_before, hidden = before.get("hidden_size"), out.get("hidden_size")
     if not isinstance(hidden_before, int) or not isinstance(hidden, int):
         return
-    for name, d_head in before.items():
-        if not name.endswith("d_head") or not isinstance(d_head, int):
-            continue
-        prefix = name[: -len("d_head")]
-        n_heads, expand = before.get(prefix + "n_heads"), before.get(prefix + "expand")
-        if not isinstance(n_heads, int) or not isinstance(expand, int):
-            continue
-        if d_head * n_heads != expand * hidden_before:
-            continue
-        heads = math.gcd(min(n_heads, HEADS), expand * hidden)
-        out[prefix + "n_heads"], out[name] = heads, expand * hidden // heads
+    for width_name, count_name in MAMBA_HEADS:
+        for name, width in before.items():
+            if not name.endswith(width_name) or not isinstance(width, int):
+                continue
+            prefix = name[: -len(width_name)]
+            n_heads, expand = before.get(prefix + count_name), before.get(prefix + "expand")
+            if not isinstance(n_heads, int) or not isinstance(expand, int):
+                continue
+            if width * n_heads != expand * hidden_before:
+                continue
+            heads = math.gcd(min(n_heads, HEADS), expand * hidden)
+            out[prefix + count_name], out[name] = heads, expand * hidden // heads
+            groups = before.get(prefix + "n_groups")  # B/C groups divide the heads
+            if isinstance(groups, int) and groups > 0 and heads % groups:
+                out[prefix + "n_groups"] = math.gcd(heads, groups)
 
 
 def _layer_count(values: dict) -> int | None:
@@ -309,7 +321,8 @@ def _shrink_kv_heads(out: dict, before: dict, heads_before: int | None) -> None:
 
 def _shrink_lists(out: dict) -> None:
     """Stage lists (CNNs, hierarchical ViTs): one block per stage, widths
-    divided by one power of two so the first stage is at most 32 wide; a
+    divided by one power of two so the first stage is at most 32 wide (or the
+    largest power that the head count still divides every width by); a
     group-norm group count is divided by the same power (channels per group
     stay, so the groups still divide every width)."""
     for name in LIST_DEPTHS:
@@ -319,6 +332,11 @@ def _shrink_lists(out: dict) -> None:
         widths = out.get(name)
         if isinstance(widths, list) and widths and all(isinstance(w, int) for w in widths):
             factor = 2 ** max(0, math.ceil(math.log2(max(widths[0], 1) / 32)))
+            heads = out.get("num_attention_heads")
+            if isinstance(heads, int) and heads > 0 and widths[0] % heads == 0:
+                # stages that are transformers (MobileViT): widths stay divisible
+                while factor > 1 and any((w // factor) % heads for w in widths):
+                    factor //= 2
             out[name] = [max(1, w // factor) for w in widths]
             groups = out.get("num_groups")
             if isinstance(groups, int) and not isinstance(groups, bool) and groups > 1:
@@ -346,24 +364,44 @@ def _align_widths(out: dict) -> None:
             out[name] = heads * HEAD_DIM
 
 
-def complete(values: dict[str, Any], parent: dict | None = None) -> dict[str, Any]:
-    """The shrunk config dict with what its default config leaves unset filled in
-    (recursively): sizes left None (``head_dim`` from ``hidden / heads``, others
-    their target), a padding id left None (embeddings that mask padding by it),
-    a sub-config's ``rope_theta`` from its parent, and a rope setting for each
-    layer type of a per-layer-type ``rope_parameters``.
+def complete(
+    values: dict[str, Any], before: dict | None = None, parent: dict | None = None
+) -> dict[str, Any]:
+    """The shrunk config dict ``values`` (of the default config ``before``) with
+    what the default leaves unset or the shrinking left out filled in
+    (recursively): sizes left None (``head_dim`` from ``hidden / heads``, KV
+    heads as many as heads, others their target), a padding id left None
+    (embeddings that mask padding by it), ``layer_types`` left None (every layer
+    full attention), every kind of layer the full ``layer_types`` had (validators
+    that want one attention layer in a hybrid), a sub-config's ``rope_theta``
+    from its parent, and a rope setting for each layer type of a per-layer-type
+    ``rope_parameters``.
 
     Only for a model that does not build without it: elsewhere None means "derive
-    it" and the model does so, and the cached rows were built without this."""
+    it" and the model does so, a layer kind left out is not missed, and the
+    cached rows were built without this."""
+    before = before or {}
     out = dict(values)
     for name, value in values.items():
         if isinstance(value, dict) and value and "model_type" in value:
-            out[name] = complete(value, out)
+            inner = before.get(name)
+            out[name] = complete(value, inner if isinstance(inner, dict) else None, out)
         elif value is None and name in SCALARS:
             out[name] = SCALARS[name]
     heads, hidden = out.get("num_attention_heads"), out.get("hidden_size")
     if "head_dim" in out and out["head_dim"] is None and isinstance(heads, int) and heads > 0:
         out["head_dim"] = hidden // heads if isinstance(hidden, int) else HEAD_DIM
+    for name in KV_NAMES:
+        if name in out and out[name] is None and isinstance(heads, int):
+            out[name] = heads
+    layers = _layer_count(out)
+    if "layer_types" in out and out["layer_types"] is None and isinstance(layers, int):
+        out["layer_types"] = ["full_attention"] * layers
+    kinds, full = out.get("layer_types"), before.get("layer_types")
+    if isinstance(kinds, list) and kinds and isinstance(full, list):
+        missing = [k for k in dict.fromkeys(full) if k not in kinds]
+        if missing and len(missing) < len(kinds):
+            out["layer_types"] = kinds[: len(kinds) - len(missing)] + missing
     if "pad_token_id" in out and out["pad_token_id"] is None:
         out["pad_token_id"] = 0  # the lowest: RoBERTa-style positions count on from it
     inherited = (parent or {}).get("rope_parameters")
@@ -401,7 +439,7 @@ def build(arch: Architecture):
     except TimeoutError:
         raise
     except Exception as error:  # noqa: BLE001 - retried once with the unset fields filled
-        completed = complete(small)
+        completed = complete(small, config.to_dict())
         if completed == small:
             raise
         try:
