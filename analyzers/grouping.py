@@ -58,6 +58,7 @@ class _GroupBuilder:
             if self.algebra.size(atom) > 1
         ]
         self.order = order
+        self._touching: dict[int, set[str]] | None = None
 
     # -- facts ---------------------------------------------------------------------
     def facts(self, leaf: int) -> list[Fact]:
@@ -203,7 +204,17 @@ class _GroupBuilder:
             ),
             multiple_of=max([f.value for f in facts if f.kind is FactKind.ALIGN] or [1]),
             whole_levels=self._whole_levels(levels) if kind != GroupKind.ATTENTION else (),
+            touching=tuple(sorted(set().union(*(self._modules_of(leaf) for leaf in component)))),
         )
+
+    def _modules_of(self, leaf: int) -> set[str]:
+        if self._touching is None:
+            self._touching = {}
+            for module, axes in self.coupling.touches:
+                for atom in axes:
+                    for found in self.algebra.leaves(atom):
+                        self._touching.setdefault(found, set()).add(module)
+        return self._touching.get(leaf, set())
 
     def _whole_levels(self, levels) -> tuple[tuple[str, str], ...]:
         """(level, why) for levels whose size is written into the code beside a -1.

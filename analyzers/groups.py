@@ -149,6 +149,9 @@ class Group:
     multiple_of: int = 1  # kernels need the kept units in multiples of this
     # (level, why): levels whose size the model's code writes beside a -1; kept whole
     whole_levels: tuple[tuple[str, str], ...] = ()
+    # modules whose ops carry the group's axes (owners of members or not): where
+    # a cut looks for attributes holding the old width
+    touching: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.members:

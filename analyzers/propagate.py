@@ -36,6 +36,9 @@ class Coupling:
     # (leaf index, label, shape) of the outputs whose axes are pinned: no cut changes them
     pinned_outputs: list[tuple[int, str, tuple[int, ...]]] = field(default_factory=list)
     unknown_ops: dict[str, list[str]] = field(default_factory=dict)  # op -> nodes
+    # (module, axes) of every op's output: which modules a group's axes pass through,
+    # parameter-free ones too (a LayerNorm without weight reads its width)
+    touches: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
 
 
 def propagate(capture: Capture) -> Coupling:
@@ -123,6 +126,10 @@ class _Propagator:
             if not _run_time_sizes(node):
                 raise
             return self._freeze_node(ctx, "its sizes are known only at run time (data-dependent)")
+        if module:
+            for axes in result if isinstance(result, list) else [result]:
+                if isinstance(axes, tuple):
+                    self.coupling.touches.append((module, axes))
         if ctx.value_domain is not None:
             self.domains[node] = ctx.value_domain
         if str(node.target) in VALUE_PRESERVING and node.args and node.args[0] in self.constants:

@@ -80,7 +80,12 @@ def set_width_attributes(
     or, for a class the table does not know, every one that equals ``old`` (logged)."""
     known = _known(module)
     for name in names:
-        if getattr(module, name, None) != old or isinstance(getattr(module, name), bool):
+        value = getattr(module, name, None)
+        if isinstance(value, tuple) and value and value[-1] == old:
+            value, new_value = value[-1], (*value[:-1], new)  # normalized_shape=(width,)
+        else:
+            new_value = new
+        if value != old or isinstance(value, bool):
             continue
         if name in HEAD_WIDTH_ONLY and (known is None or not heads):
             continue
@@ -96,7 +101,7 @@ def set_width_attributes(
             )
         elif name not in known:
             continue
-        tx.set(module, name, new)
+        tx.set(module, name, new_value)
 
 
 def _known(module: nn.Module) -> frozenset[str] | None:

@@ -67,6 +67,7 @@ _WIDTH_ATTRS = {
         "n_embd",
         "input_size",
         "dim_norm",
+        "normalized_shape",  # a tuple: its last entry (OLMo's LayerNorm has no weight)
     ),
 }
 # a group whose units are blocks of rows (heads outside an attention: DeepSeek's
@@ -117,7 +118,9 @@ def _owners(model: nn.Module, group: Group) -> list[nn.Module]:
 
 
 def _owner_paths(group: Group) -> list[str]:
-    paths = set()
+    """Modules owning the group's parameters, their parents, and every module
+    whose ops carry its axes (OLMo's weightless LayerNorm reads the hidden size)."""
+    paths = set(group.touching)
     for member in group.members:
         paths.add(member.module)
         paths.add(member.module.rpartition(".")[0])

@@ -22,6 +22,10 @@ CAUSES = {
     # a hidden cut updates the widths the code reads under less common names
     "granitemoe_swa": ("experts reshape their output by input_size", ("hidden",)),
     "cpmant": ("the norm checks its input against dim_norm", ("hidden",)),
+    # a weightless LayerNorm owns no member of the hidden group but reads its
+    # width (normalized_shape, a tuple): attributes are looked for on every
+    # module whose ops carry the group's axes
+    "olmo": ("normalized_shape of a parameter-free norm", ("hidden",)),
     # hyper-connections: the residual stream is hidden x streams (two levels);
     # the router reads hidden_dim, which only the hidden level changes
     "hy_v4": ("hidden level of a hidden x streams group", ("hidden", "widths")),
