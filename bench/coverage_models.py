@@ -208,6 +208,7 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
     _shrink_kv_heads(out, values, heads_before)
     _complete_experts(out)
     _keep_mamba_heads(out, values)
+    _keep_list_relations(out, values)
     _shrink_lists(out)
     _align_widths(out)
     vocab = out.get("vocab_size")
@@ -261,6 +262,34 @@ def _keep_mamba_heads(out: dict, before: dict) -> None:
             groups = before.get(prefix + "n_groups")  # B/C groups divide the heads
             if isinstance(groups, int) and groups > 0 and heads % groups:
                 out[prefix + "n_groups"] = math.gcd(heads, groups)
+
+
+def _keep_list_relations(out: dict, before: dict) -> None:
+    """Lists of sizes tied to a shrunk scalar (Reformer's axial position
+    embeddings): one that summed to the hidden size sums to the new one (each
+    part scaled alike), one whose product was the position count multiplies to
+    the new count (factors halved in turn)."""
+    for name, value in before.items():
+        if not (isinstance(value, list) and len(value) > 1):
+            continue
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+            continue
+        for scalar in ("hidden_size", "max_position_embeddings"):
+            old, new = before.get(scalar), out.get(scalar)
+            if not isinstance(old, int) or not isinstance(new, int) or new >= old:
+                continue
+            if scalar == "hidden_size" and sum(value) == old and old % new == 0:
+                parts = [v * new // old for v in value]
+                if sum(parts) == new and all(parts):
+                    out[name] = parts
+            elif scalar == "max_position_embeddings" and math.prod(value) == old:
+                factors, i = list(value), 0
+                while math.prod(factors) > new and any(f % 2 == 0 for f in factors):
+                    if factors[i % len(factors)] % 2 == 0:
+                        factors[i % len(factors)] //= 2
+                    i += 1
+                if math.prod(factors) == new:
+                    out[name] = factors
 
 
 def _layer_count(values: dict) -> int | None:
@@ -365,13 +394,17 @@ def _align_widths(out: dict) -> None:
 
 
 def complete(
-    values: dict[str, Any], before: dict | None = None, parent: dict | None = None
+    values: dict[str, Any],
+    before: dict | None = None,
+    parent: dict | None = None,
+    decoder: bool = False,
 ) -> dict[str, Any]:
     """The shrunk config dict ``values`` (of the default config ``before``) with
     what the default leaves unset or the shrinking left out filled in
     (recursively): sizes left None (``head_dim`` from ``hidden / heads``, KV
     heads as many as heads, others their target), a padding id left None
-    (embeddings that mask padding by it), ``layer_types`` left None (every layer
+    (embeddings that mask padding by it), ``is_decoder`` for a causal-LM head
+    (``decoder``: Reformer's asserts it), ``layer_types`` left None (every layer
     full attention), every kind of layer the full ``layer_types`` had (validators
     that want one attention layer in a hybrid), a sub-config's ``rope_theta``
     from its parent, and a rope setting for each layer type of a per-layer-type
@@ -382,6 +415,8 @@ def complete(
     cached rows were built without this."""
     before = before or {}
     out = dict(values)
+    if decoder and out.get("is_decoder") is False:
+        out["is_decoder"] = True
     for name, value in values.items():
         if isinstance(value, dict) and value and "model_type" in value:
             inner = before.get(name)
@@ -394,6 +429,11 @@ def complete(
     for name in KV_NAMES:
         if name in out and out[name] is None and isinstance(heads, int):
             out[name] = heads
+    # XLNet's validator ties the head width to width / heads (Funnel states the
+    # same relation, builds without it, and keeps its shrunk head width)
+    width, n_head = out.get("d_model"), out.get("n_head")
+    if isinstance(out.get("d_head"), int) and isinstance(width, int) and isinstance(n_head, int):
+        out["d_head"] = width // n_head
     layers = _layer_count(out)
     if "layer_types" in out and out["layer_types"] is None and isinstance(layers, int):
         out["layer_types"] = ["full_attention"] * layers
@@ -439,7 +479,7 @@ def build(arch: Architecture):
     except TimeoutError:
         raise
     except Exception as error:  # noqa: BLE001 - retried once with the unset fields filled
-        completed = complete(small, config.to_dict())
+        completed = complete(small, config.to_dict(), decoder=arch.task == "causal-lm")
         if completed == small:
             raise
         try:

@@ -30,6 +30,8 @@ BUILDS = {
     "nemotron": "num_key_value_heads left None (completed)",
     "olmo_hybrid": "a hybrid keeps an attention layer (completed)",
     "lfm2_moe": "layer_types left None (completed)",
+    "reformer": "axial position factors keep their sum and product; is_decoder (completed)",
+    "xlnet": "d_head == d_model // n_head (completed)",
 }
 
 
