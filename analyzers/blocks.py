@@ -11,6 +11,7 @@ computes the position bias every later layer reads).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import torch
 from torch import fx, nn
@@ -41,11 +42,56 @@ def find_blocks(model: nn.Module, capture: Capture) -> list[Block]:
         return []
     by_block = _nodes_by_block(capture, {name for _, names in stacks for name, _ in names})
     weights = set(capture.params) | set(capture.buffers)
-    return [
-        _describe(container, position, name, by_block.get(name, []), weights)
-        for container, names in stacks
-        for name, position in names
-    ]
+    paired = _lockstep(model, stacks, capture)
+    blocks = []
+    for container, names in stacks:
+        for name, position in names:
+            block = _describe(container, position, name, by_block.get(name, []), weights)
+            if block.removable and container in paired:
+                block = replace(
+                    block,
+                    removable=False,
+                    reason=f"run in lockstep with '{paired[container]}' (zip of two lists): "
+                    "removing it would drop its partner too",
+                )
+            blocks.append(block)
+    return blocks
+
+
+def _lockstep(model: nn.Module, stacks, capture: Capture) -> dict[str, str]:
+    """Stacks whose blocks run alternately with another list's children, one for
+    one (PVT and PoolFormer zip their patch embeddings with their stages):
+    ``{container: partner}``."""
+    lists = {
+        path: [f"{path}.{name}" if path else name for name in module._modules]
+        for path, module in model.named_modules()
+        if isinstance(module, (nn.ModuleList, nn.Sequential)) and len(module) >= 2
+    }
+    stacked = {container for container, _ in stacks}
+    by_child = _nodes_by_block(capture, {name for names in lists.values() for name in names})
+    order = {node: i for i, node in enumerate(capture.graph.nodes)}
+    starts = {}
+    for path, names in lists.items():
+        firsts = [min((order[n] for n in by_child.get(name, [])), default=None) for name in names]
+        if None not in firsts:
+            starts[path] = firsts
+    paired = {}
+    for a in stacked & set(starts):
+        for b, first_b in starts.items():
+            first_a = starts[a]
+            if a == b or len(first_a) != len(first_b):
+                continue
+            ahead = all(x < y for x, y in zip(first_a, first_b, strict=True))
+            behind = all(y < x for x, y in zip(first_a[1:], first_b, strict=False))
+            if ahead or all(y < x for x, y in zip(first_a, first_b, strict=True)):
+                interleaved = (
+                    behind
+                    if ahead
+                    else all(x < y for x, y in zip(first_a, first_b[1:], strict=False))
+                )
+                if interleaved:  # a0 < b0 < a1 < b1 < ... (or b first)
+                    paired[a] = b
+    return paired
 
 
 def repeated_stacks(model: nn.Module) -> dict[str, list[str]]:
