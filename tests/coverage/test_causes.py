@@ -47,9 +47,14 @@ def architectures():
 
 @pytest.mark.parametrize("model_type", sorted(CAUSES))
 def test_every_stage_passes(architectures, model_type):
+    check(architectures, model_type, *CAUSES[model_type])
+
+
+def check(architectures, model_type: str, cause: str, stages: tuple[str, ...]) -> None:
+    """Run ``model_type`` through the sweep's stages: ``stages`` pass, and no
+    stage is a mismatch, crash or timeout (other test_causes_* files use it)."""
     row = coverage.run_model(architectures[model_type], timeout=600)
     assert coverage.buildable(row), row["stages"].get("build")
-    cause, stages = CAUSES[model_type]
     outcomes = coverage.applicable(row)
     broken = {
         s: outcomes.get(s, {}).get("reason")
