@@ -31,7 +31,7 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
     for name, attrs in {
         "BertSelfAttention": ("all_head_size", "num_attention_heads"),
         "FalconAttention": ("num_heads", "num_kv_heads", "split_size"),
-        "GPT2Attention": ("num_heads", "split_size"),
+        "GPT2Attention": ("embed_dim", "num_heads", "split_size"),
         # multi-query: splits its fused c_attn by (embed_dim, kv_dim, kv_dim)
         "GPTBigCodeAttention": ("num_heads", "embed_dim", "kv_dim", "num_key_value_groups"),
         "Gemma3Attention": ("num_key_value_groups",),
@@ -57,13 +57,16 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "ViTAttention": ("num_attention_heads",),
         # other libraries: keyed by module and class, their names are generic
         "timm.layers.attention.Attention": ("attn_dim", "num_heads"),
+        # torch's own: embed_dim is the model width, its inner width is heads x head_dim
+        "torch.nn.modules.activation.MultiheadAttention": ("num_heads",),
     }.items()
 }
 
 
-# names so often the hidden size that only classes in the table update them, and
-# only as the heads' width (GPTBigCode's embed_dim is its query width): never on a
-# hidden-size cut, never by the generic path
+# names so often the hidden size that they are updated only as the heads' width,
+# on the attention module itself (BART-style attention reshapes its heads' output
+# by embed_dim; GPTBigCode's embed_dim is its query width): never on a hidden-size
+# cut, never on the layers around the attention
 HEAD_WIDTH_ONLY = frozenset({"embed_dim"})
 
 
@@ -77,7 +80,8 @@ def set_width_attributes(
     heads: bool = False,
 ) -> None:
     """Set the attributes among ``names`` that ``module``'s class reads (the table),
-    or, for a class the table does not know, every one that equals ``old`` (logged)."""
+    or, for a class the table does not know, every one that equals ``old`` (logged).
+    ``heads``: ``module`` is the attention whose heads are cut (it holds the projections)."""
     known = _known(module)
     for name in names:
         value = getattr(module, name, None)
@@ -87,7 +91,7 @@ def set_width_attributes(
             new_value = new
         if value != old or isinstance(value, bool):
             continue
-        if name in HEAD_WIDTH_ONLY and (known is None or not heads):
+        if name in HEAD_WIDTH_ONLY and not heads:
             continue
         if known is None:
             log.info(

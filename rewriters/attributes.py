@@ -40,7 +40,7 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
     "all_head_size": lambda kv, q, hd: kv * q * hd,
     "inner_dim": lambda kv, q, hd: kv * q * hd,
     "split_size": lambda kv, q, hd: kv * q * hd,
-    "embed_dim": lambda kv, q, hd: kv * q * hd,  # table classes only (HEAD_WIDTH_ONLY)
+    "embed_dim": lambda kv, q, hd: kv * q * hd,  # the attention module only (HEAD_WIDTH_ONLY)
     "kv_dim": lambda kv, q, hd: kv * hd,
     "attn_dim": lambda kv, q, hd: kv * q * hd,  # timm's Attention reshapes its output by it
     "num_kv_groups": lambda kv, q, hd: q,
@@ -73,6 +73,7 @@ _WIDTH_ATTRS = {
 # a group whose units are blocks of rows (heads outside an attention: DeepSeek's
 # sparse-attention indexer reshapes its queries by ``n_heads``) is counted by these
 _HEAD_COUNTS = ("n_heads", "num_heads", "num_attention_heads", "heads")
+_HEAD_WIDTHS = ("embed_dim", "all_head_size", "inner_dim")
 
 
 def update_attributes(
@@ -95,10 +96,14 @@ def update_attributes(
     for cut in cuts:
         modules = _owners(model, cut.group)
         paths = _owner_paths(cut.group)
+        # the module holding the projections: where a head width named like the
+        # hidden size (embed_dim) is the heads' width
+        attention = {m.module.rpartition(".")[0] for m in cut.group.members}
+        if cut.group.kind == GroupKind.HIDDEN:
+            attention = set()
         for old, new, names in _changes(cut):
             for path, module in zip(paths, modules, strict=True):
-                heads = cut.group.kind == GroupKind.ATTENTION
-                set_width_attributes(module, path, names, old, new, tx, heads)
+                set_width_attributes(module, path, names, old, new, tx, path in attention)
         if cut.group.kind == GroupKind.ATTENTION:
             (kv, q), (kv2, q2), head_dim = attention_sizes(cut)
             named = [(path, model.get_submodule(path)) for path in _owner_paths(cut.group)]
@@ -141,17 +146,31 @@ def _changes(cut: GroupCut):
             kept = cut.kept_size(level.name)
             if kept != level.size:
                 yield level.size, kept, _WIDTH_ATTRS[group.kind]
-    elif len(group.levels) == 1:
-        kept = cut.kept_size(group.levels[0].name)
-        if group.kind in _WIDTH_ATTRS:
-            yield group.size, kept, _WIDTH_ATTRS[group.kind]
-        if any(_blocked(m.layout) for m in group.members):
-            yield group.size, kept, _HEAD_COUNTS
+    else:
+        if group.kind in _WIDTH_ATTRS and len(group.levels) == 1:
+            yield group.size, cut.kept_size(group.levels[0].name), _WIDTH_ATTRS[group.kind]
+        for level in group.levels:
+            kept = cut.kept_size(level.name)
+            headed = [m for m in group.members if _heads_of(m.layout, level.name)]
+            if kept != level.size and headed:
+                yield level.size, kept, _HEAD_COUNTS
+                # and the heads' total width, which the code reshapes their output by
+                widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in headed}
+                for old, new in sorted(widths):
+                    yield old, new, _HEAD_WIDTHS
 
 
-def _blocked(layout) -> bool:
-    """Whether each unit of ``layout`` spans a block of indices (a head's rows)."""
-    return layout.kind == "product" and any(p.kind == "fixed" for p in layout.parts)
+def _heads_of(layout, level: str) -> bool:
+    """Whether ``level`` counts blocks of rows in ``layout`` (heads of some width:
+    the leading factor of a product), so the code reshapes by its count."""
+    if layout.kind == "concat":
+        return any(_heads_of(part, level) for part in layout.parts)
+    return (
+        layout.kind == "product"
+        and len(layout.parts) > 1
+        and layout.parts[0].kind == "unit"
+        and layout.parts[0].level == level
+    )
 
 
 def _per_module_configs(cut, modules, config, tx, copies) -> None:

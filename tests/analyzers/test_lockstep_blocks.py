@@ -21,13 +21,14 @@ class Zipped(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         widths = [8, 12, 16]
-        self.embeds = nn.ModuleList(nn.Linear(a, b) for a, b in zip([4, *widths], widths))
+        inputs = [4, 8, 12]
+        self.embeds = nn.ModuleList(nn.Linear(a, b) for a, b in zip(inputs, widths, strict=True))
         self.stages = nn.ModuleList(Stage(w) for w in widths)
         self.tail = nn.ModuleList(Stage(16) for _ in range(2))
         self.head = nn.Linear(16, 3)
 
     def forward(self, x):
-        for embed, stage in zip(self.embeds, self.stages):
+        for embed, stage in zip(self.embeds, self.stages, strict=True):
             x = stage(embed(x))
         for block in self.tail:
             x = block(x)

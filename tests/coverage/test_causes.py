@@ -34,6 +34,9 @@ CAUSES = {
     # OpenAI GPT splits heads by n_head: left at the old count, the cut ran but
     # regrouped the head dims (verify caught it: a mismatch, not a refusal)
     "openai-gpt": ("head count read from n_head", ("kv-groups",)),
+    # BART-style attention (MVP) reshapes its heads' output by embed_dim, a name
+    # so often the hidden size that it is updated on the attention module only
+    "mvp": ("heads' width read from embed_dim", ("kv-groups",)),
     # Llama 4's RoPE multiplies complex numbers
     "llama4_text": ("view_as_complex / view_as_real", ("kv-groups", "queries")),
 }
