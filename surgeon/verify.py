@@ -171,9 +171,12 @@ def verify(
     if inexact and not all(o.ok for o in outputs):
         # pruned against the original with its inexact groups cut for real and
         # its exact groups masked: exact again, so a wrong exact cut still shows
-        partial = cut_for_real(tuple(c for c in resolved.cuts if not c.group.mask_equivalent))
+        inexact_cuts = tuple(c for c in resolved.cuts if not c.group.mask_equivalent)
+        partial = cut_for_real(inexact_cuts)
         exact = tuple(c for c in resolved.cuts if c.group.mask_equivalent)
-        reference = MaskedReference(partial, ResolvedPlan(exact, ()), missing_ok=True)
+        reference = MaskedReference(
+            partial, ResolvedPlan(exact, ()), missing_ok=True, already_cut=inexact_cuts
+        )
         checks = _check(_run(reference, args, kwargs), _run(pruned, args, kwargs), tolerance)
         exact_ok = all(c.ok for c in checks)
     removes = bool(resolved.blocks) or any(cut.removes_anything for cut in resolved.cuts)
@@ -189,11 +192,27 @@ def _units(cut: GroupCut) -> list[int]:
 class MaskedReference:
     """A copy of ``model`` with the plan's removed units masked. Call it like the model."""
 
-    def __init__(self, model: nn.Module, resolved: ResolvedPlan, missing_ok: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        resolved: ResolvedPlan,
+        missing_ok: bool = False,
+        already_cut: tuple[GroupCut, ...] = (),
+    ) -> None:
         """``missing_ok``: skip members ``model`` no longer has (it lost their
-        block already)."""
+        block already). ``already_cut``: cuts ``model`` has had for real; where
+        one shares a dimension with a masked group (RoCBert's embeddings meet
+        in one concatenated input), indices are counted after it."""
         self.model = copy_keeping_modes(model)
         self._missing_ok = missing_ok
+        self._survivors: dict[tuple[str, int], list[int]] = {}
+        for cut in already_cut:
+            for member in cut.group.members:
+                kept = member.layout.indices(cut.kept)
+                key = (member.param, member.dim)
+                before = self._survivors.get(key, range(member.shape[member.dim]))
+                kept_set = set(kept)
+                self._survivors[key] = [i for i in before if i in kept_set]
         self._logit_masks: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             for cut in resolved.cuts:
@@ -208,6 +227,10 @@ class MaskedReference:
         for member in cut.group.members:
             kept = set(member.layout.indices(cut.kept))
             removed = [i for i in range(member.shape[member.dim]) if i not in kept]
+            survivors = self._survivors.get((member.param, member.dim))
+            if survivors is not None:  # positions in the already cut tensor
+                position = {index: at for at, index in enumerate(survivors)}
+                removed = [position[i] for i in removed if i in position]
             if not removed:
                 continue
             try:

@@ -8,6 +8,7 @@ reaches the fused expert weights.
 
 from __future__ import annotations
 
+import torch
 from torch import ops
 
 from ..axes import FactKind, Interface
@@ -134,14 +135,33 @@ def gather(ctx: RuleContext):
 def index_put(ctx: RuleContext):
     x, indices, values = ctx.node.args[:3]
     axes = ctx.axes(x)
-    positions = [i for i, idx in enumerate(indices) if idx is not None]
-    for i in positions:
-        _indexed(ctx, axes[i], indices[i])
-    trailing = axes[positions[-1] + 1 :] if positions else axes
+    covered = []  # the axes of x the indices address: a boolean mask covers its rank
+    at = 0
+    for idx in indices:
+        span = _mask_rank(idx)
+        if idx is not None:
+            for i in range(at, at + span):
+                if span == 1:
+                    _indexed(ctx, axes[i], idx)
+                elif ctx.size(axes[i]) != 1:
+                    ctx.freeze(axes[i], "selected by a boolean mask computed at run time")
+                covered.append(i)
+        at += span
+    trailing = axes[covered[-1] + 1 :] if covered else axes
     v_axes = ctx.axes(values)
-    if v_axes is not None and trailing and len(v_axes) >= len(trailing):
-        ctx.unify_all(v_axes[len(v_axes) - len(trailing) :], trailing)
+    # values broadcast against (indexed positions, *trailing), aligned from the right
+    if v_axes is not None and trailing:
+        count = min(len(v_axes), len(trailing))
+        ctx.unify_all(v_axes[len(v_axes) - count :], trailing[len(trailing) - count :])
     return axes
+
+
+def _mask_rank(index) -> int:
+    """How many axes an index addresses: a boolean mask its rank, else one."""
+    val = index.meta.get("val") if hasattr(index, "meta") else None
+    if val is not None and val.dtype == torch.bool:
+        return max(1, val.dim())
+    return 1
 
 
 @register(

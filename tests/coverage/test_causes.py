@@ -37,6 +37,11 @@ CAUSES = {
     # BART-style attention (MVP) reshapes its heads' output by embed_dim, a name
     # so often the hidden size that it is updated on the attention module only
     "mvp": ("heads' width read from embed_dim", ("kv-groups",)),
+    # verify masks the exact groups in a copy whose inexact hidden cut already
+    # shortened a dimension they share (RoCBert's concatenated embeddings)
+    "roc_bert": ("masked indices counted after the inexact cut", ("hidden",)),
+    # x[mask] = vector with a boolean mask: the vector joins x's width
+    "t5gemma2": ("index_put with a boolean mask", ("widths", "hidden", "prune")),
     # Llama 4's RoPE multiplies complex numbers
     "llama4_text": ("view_as_complex / view_as_real", ("kv-groups", "queries")),
 }
