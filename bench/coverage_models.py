@@ -101,7 +101,16 @@ SCALARS: dict[str, int] = {
     **dict.fromkeys(
         ["num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"], EXPERTS
     ),
-    **dict.fromkeys(["num_experts_per_tok", "moe_topk", "num_selected_experts", "moe_k"], TOP_K),
+    **dict.fromkeys(
+        [
+            "num_experts_per_tok",
+            "num_experts_per_token",
+            "moe_topk",
+            "num_selected_experts",
+            "moe_k",
+        ],
+        TOP_K,
+    ),
     **dict.fromkeys(["n_shared_experts", "num_shared_experts"], 1),
     # expert groups of group-limited routing (DeepSeek): 2 groups of 2, top-1 group
     "n_group": 2,
@@ -128,6 +137,8 @@ TOKEN_IDS = (
     "mask_token_id",
     "unk_token_id",
     "blank_token_id",  # CTC's blank class
+    "yes_token_index",  # ShieldGemma 2 reads these two logits
+    "no_token_index",
 )
 LIST_WIDTHS = ("hidden_sizes", "embed_dims", "dims", "embedding_sizes")
 LIST_DEPTHS = ("depths", "num_layers_per_stage")
