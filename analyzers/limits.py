@@ -27,6 +27,12 @@ _SWIN = (
 FIXED_HEADS: dict[str, str] = {
     "torchvision.models.swin_transformer.ShiftedWindowAttention": _SWIN,
     "torchvision.models.swin_transformer.ShiftedWindowAttentionV2": _SWIN,
+    # mp_num = 4 is written in its forward: with fewer heads the four shards of the
+    # fused qkv_proj are re-split at other boundaries (or no longer reshape)
+    "transformers.models.codegen.modeling_codegen.CodeGenAttention": (
+        "reshapes its fused qkv_proj output into mp_num = 4 shards, a number written "
+        "in its forward, each holding a quarter of the heads"
+    ),
     "timm.models.levit.Attention": (
         "reshapes its output to val_attn_dim and its bias table to a fixed head count"
     ),

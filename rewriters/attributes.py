@@ -43,6 +43,8 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
     "embed_dim": lambda kv, q, hd: kv * q * hd,  # the attention module only (HEAD_WIDTH_ONLY)
     "kv_dim": lambda kv, q, hd: kv * hd,
     "attn_dim": lambda kv, q, hd: kv * q * hd,  # timm's Attention reshapes its output by it
+    # Kimi-style delta attention splits its concatenated q/k/v by [qkv_dim] * 3
+    "qkv_dim": lambda kv, q, hd: kv * q * hd,
     "num_kv_groups": lambda kv, q, hd: q,
 }
 _WIDTH_ATTRS = {
@@ -74,6 +76,8 @@ _WIDTH_ATTRS = {
 # sparse-attention indexer reshapes its queries by ``n_heads``) is counted by these
 _HEAD_COUNTS = ("n_heads", "num_heads", "num_attention_heads", "heads")
 _HEAD_WIDTHS = ("embed_dim", "all_head_size", "inner_dim")
+# read as the heads' output width by LeViT's attention (reshapes by it)
+_MEMBER_WIDTHS = ("out_dim_projection",)
 
 
 def update_attributes(
@@ -139,6 +143,12 @@ def _changes(cut: GroupCut):
         (kv, q), (kv2, q2), hd = attention_sizes(cut)
         for name, rule in _ATTENTION_ATTRS.items():
             yield rule(kv, q, hd), rule(kv2, q2, hd), (name,)
+        # a width that is heads x a per-head width other than head_dim (LeViT's
+        # value heads are attention_ratio x key_dim wide): each member's own width
+        widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in group.members}
+        for old, new in sorted(widths):
+            if old != new:
+                yield old, new, _MEMBER_WIDTHS
     elif group.kind == GroupKind.HIDDEN:
         # with hyper-connections the residual stream is hidden x streams: each level
         # that loses units is a width the code may read (the router's ``hidden_dim``)
