@@ -141,6 +141,14 @@ TOKEN_IDS = (
     "no_token_index",
 )
 LIST_WIDTHS = ("hidden_sizes", "embed_dims", "dims", "embedding_sizes")
+# names of the hidden-size and layer-count families that some configs fill from
+# the family's main name (xLSTM: embedding_dim, num_blocks); elsewhere they are
+# other widths (EmbeddingGemma's output width), so they follow only where the
+# default holds them equal
+ALIASES = {
+    "embedding_dim": ("hidden_size", "d_model"),
+    "num_blocks": LAYER_NAMES,
+}
 LIST_DEPTHS = ("depths", "num_layers_per_stage")
 
 
@@ -216,6 +224,9 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
             out[name] = min(value, SCALARS[name])
         elif value > 0 and (target := _by_suffix(name)) is not None:
             out[name] = min(value, target)
+    _keep_aliases(out, values)
+    _keep_head_sums(out, values)
+    _keep_width_coefficient(out, values)
     _shrink_kv_heads(out, values, heads_before)
     _complete_experts(out)
     _keep_mamba_heads(out, values)
@@ -231,6 +242,12 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
             elif isinstance(token, list):
                 out[name] = [t if t < vocab else vocab - 1 for t in token]
     _shrink_per_layer(out, values)
+    # a default choice left None beside the list of choices (X-MOD's default
+    # language among its adapters' languages): the first, as a user must choose
+    for name, value in values.items():
+        choices = values.get(name.removeprefix("default_") + "s")
+        if name.startswith("default_") and value is None and isinstance(choices, list) and choices:
+            out[name] = choices[0]
     return out
 
 
@@ -245,9 +262,59 @@ def _complete_experts(out: dict) -> None:
             out[name] = SCALARS[name]
 
 
+def _keep_aliases(out: dict, before: dict) -> None:
+    """A field of a family's other name (``ALIASES``) that equals the family's
+    field in the default follows it."""
+    for alias, names in ALIASES.items():
+        value = before.get(alias)
+        if not isinstance(value, int) or isinstance(value, bool):
+            continue
+        for name in names:
+            if before.get(name) == value and isinstance(out.get(name), int):
+                out[alias] = out[name]
+                break
+
+
+def _keep_head_sums(out: dict, before: dict) -> None:
+    """A prefixed head width that the default states as the sum of the two head
+    widths named with the same prefix (MLA's ``qk_head_dim = qk_nope_head_dim +
+    qk_rope_head_dim``) stays their sum."""
+    for name, total in before.items():
+        prefix = name.removesuffix("head_dim")
+        if prefix in ("", name) or not isinstance(total, int) or isinstance(total, bool):
+            continue
+        parts = [
+            k
+            for k, v in before.items()
+            if k != name and k.startswith(prefix) and k.endswith("head_dim") and isinstance(v, int)
+        ]
+        if (
+            len(parts) == 2
+            and before[parts[0]] + before[parts[1]] == total
+            and all(isinstance(out.get(k), int) for k in parts)
+        ):
+            out[name] = out[parts[0]] + out[parts[1]]
+
+
+def _keep_width_coefficient(out: dict, before: dict) -> None:
+    """A compound-scaled config (EfficientNet: ``width_coefficient``) states its
+    head width already multiplied by the coefficient, while the model multiplies
+    its base widths by it: a shrunk width scales the coefficient alike."""
+    coefficient = before.get("width_coefficient")
+    if not isinstance(coefficient, (int, float)) or isinstance(coefficient, bool):
+        return
+    for name, value in before.items():
+        if SCALARS.get(name) not in (HIDDEN, MLP) or not isinstance(value, int) or value <= 0:
+            continue
+        if isinstance(out.get(name), int) and out[name] < value:
+            out["width_coefficient"] = coefficient * out[name] / value
+            return
+
+
 # Mamba-2 head width and head count, each family with and without a prefix
-# (``mamba_d_head``/``mamba_n_heads``, ``head_dim``/``num_heads``)
-MAMBA_HEADS = (("d_head", "n_heads"), ("head_dim", "num_heads"))
+# (``mamba_d_head``/``mamba_n_heads``, ``head_dim``/``num_heads``,
+# ``mamba_headdim``/``n_mamba_heads``)
+MAMBA_HEADS = (("d_head", "n_heads"), ("head_dim", "num_heads"), ("headdim", "n_{}heads"))
 
 
 def _keep_mamba_heads(out: dict, before: dict) -> None:
@@ -263,13 +330,16 @@ def _keep_mamba_heads(out: dict, before: dict) -> None:
             if not name.endswith(width_name) or not isinstance(width, int):
                 continue
             prefix = name[: -len(width_name)]
-            n_heads, expand = before.get(prefix + count_name), before.get(prefix + "expand")
+            # the prefix before the count's name, or inside it (``n_mamba_heads``)
+            count = count_name.format(prefix) if "{}" in count_name else prefix + count_name
+            n_heads = before.get(count)
+            expand = before.get(prefix + "expand")
             if not isinstance(n_heads, int) or not isinstance(expand, int):
                 continue
             if width * n_heads != expand * hidden_before:
                 continue
             heads = math.gcd(min(n_heads, HEADS), expand * hidden)
-            out[prefix + count_name], out[name] = heads, expand * hidden // heads
+            out[count], out[name] = heads, expand * hidden // heads
             groups = before.get(prefix + "n_groups")  # B/C groups divide the heads
             if isinstance(groups, int) and groups > 0 and heads % groups:
                 out[prefix + "n_groups"] = math.gcd(heads, groups)
@@ -378,9 +448,39 @@ def _shrink_lists(out: dict) -> None:
                 while factor > 1 and any((w // factor) % heads for w in widths):
                     factor //= 2
             out[name] = [max(1, w // factor) for w in widths]
+            _scale_channels(out, widths, factor)
             groups = out.get("num_groups")
             if isinstance(groups, int) and not isinstance(groups, bool) and groups > 1:
                 out["num_groups"] = max(1, groups // factor)
+
+
+def _scale_channels(out: dict, widths: list[int], factor: int) -> None:
+    """Channel counts stated beside the stage widths (a stem's output, per-stage
+    in/mid/out channels: TextNet, HGNet-V2) are the same widths under other
+    names where a value ties them to the stage ``widths`` (directly or through
+    another tied channel field: one block's output is the next one's input):
+    divided by the same power of two, except the input image channels."""
+    image = out.get("num_channels")
+    fields = {}
+    for name, value in out.items():
+        if not name.endswith("channels") or name.endswith("num_channels"):
+            continue
+        values = value if isinstance(value, list) else [value]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            fields[name] = set(values) - {image}
+    tied, tied_values = set(), set(widths)
+    while factor > 1:
+        new = {k for k, v in fields.items() if k not in tied and v & tied_values}
+        if not new:
+            break
+        tied |= new
+        tied_values |= {v for k in new for v in fields[k]}
+    for name in tied:
+        value = out[name]
+        if isinstance(value, list):
+            out[name] = [v if v == image else max(1, v // factor) for v in value]
+        else:
+            out[name] = max(1, value // factor)
 
 
 def _align_widths(out: dict) -> None:
