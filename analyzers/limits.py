@@ -18,7 +18,7 @@ from torch import nn
 
 from .groups import Group, GroupKind
 
-__all__ = ["FIXED_HEADS", "freeze_fixed_heads"]
+__all__ = ["FIXED_HEADS", "TIED_WIDTHS", "freeze_fixed_heads"]
 
 _SWIN = (
     "computes its head width as C // num_heads from its input's channels, so with fewer "
@@ -42,17 +42,63 @@ FIXED_HEADS: dict[str, str] = {
 }
 
 
+_PVT_V2 = (
+    "reshapes its heads' output and its spatially reduced keys by num_channels, read from "
+    "its input's shape, so every width inside it is the hidden size"
+)
+_BIG_BIRD = (
+    "is rebuilt from the config when BigBirdAttention switches attention_type (sequences "
+    "too short for block_sparse), with hidden_size // num_attention_heads wide heads"
+)
+# module class -> (the children whose parameters' groups are tied, None for all; why):
+# widths the code reads from its input's shape or rebuilds from the config, which no
+# graph shows. Every group, of any kind, with a parameter in such a child is frozen.
+TIED_WIDTHS: dict[str, tuple[tuple[str, ...] | None, str]] = {
+    "transformers.models.pvt_v2.modeling_pvt_v2.PvtV2SelfAttention": (None, _PVT_V2),
+    "transformers.models.pvt.modeling_pvt.PvtEfficientSelfAttention": (
+        ("spatial_reduction",),
+        "reshapes its spatially reduced keys by num_channels, read from its input's shape, "
+        "so the reduction's input and output widths are both the hidden size",
+    ),
+    "transformers.models.big_bird.modeling_big_bird.BigBirdSelfAttention": (None, _BIG_BIRD),
+    "transformers.models.big_bird.modeling_big_bird.BigBirdBlockSparseAttention": (
+        None,
+        _BIG_BIRD,
+    ),
+}
+
+
 def freeze_fixed_heads(model: nn.Module, groups: Iterable[Group]) -> list[Group]:
     """``groups`` with every attention group owned by a class of
-    :data:`FIXED_HEADS` frozen, naming the module."""
+    :data:`FIXED_HEADS` frozen, naming the module, and every group with a
+    parameter in a child that :data:`TIED_WIDTHS` names."""
     found = []
     for group in groups:
-        if group.kind == GroupKind.ATTENTION and group.frozen is None:
-            reason = _fixed(model, group)
+        if group.frozen is None:
+            reason = _tied(model, group)
+            if reason is None and group.kind == GroupKind.ATTENTION:
+                reason = _fixed(model, group)
             if reason:
                 group = replace(group, frozen=reason)
         found.append(group)
     return found
+
+
+def _tied(model: nn.Module, group: Group) -> str | None:
+    for member in group.members:
+        path, _, child = member.module.rpartition(".")
+        if not path:
+            continue
+        module = model.get_submodule(path)
+        name = f"{type(module).__module__}.{type(module).__qualname__}"
+        if name in TIED_WIDTHS:
+            children, why = TIED_WIDTHS[name]
+            if children is None or child in children:
+                return (
+                    f"module '{path}' ({type(module).__name__}) {why}: "
+                    f"'{member.param}' cannot lose units"
+                )
+    return None
 
 
 def _fixed(model: nn.Module, group: Group) -> str | None:
