@@ -18,7 +18,7 @@ from torch import nn
 
 from .transaction import Transaction
 
-__all__ = ["ATTRIBUTES", "set_width_attributes"]
+__all__ = ["ATTRIBUTES", "lists", "set_width_attributes"]
 
 log = logging.getLogger("surgeon.rewriters")
 
@@ -44,6 +44,8 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "MixtralAttention": ("num_key_value_groups",),
         "MixtralExperts": ("intermediate_dim", "num_experts"),
         "MixtralTopKRouter": ("num_experts",),
+        # splits its fused qkv conv by [1, embed_dim, embed_dim]: its key/value channels
+        "MobileViTV2LinearSelfAttention": ("embed_dim",),
         "OPTAttention": ("num_heads",),
         "Phi3Attention": ("num_key_value_groups", "num_key_value_heads"),
         "Qwen2Attention": ("num_key_value_groups",),
@@ -106,6 +108,12 @@ def set_width_attributes(
         elif name not in known:
             continue
         tx.set(module, name, new_value)
+
+
+def lists(module: nn.Module, name: str) -> bool:
+    """Whether the table lists ``name`` for ``module``'s class."""
+    known = _known(module)
+    return known is not None and name in known
 
 
 def _known(module: nn.Module) -> frozenset[str] | None:

@@ -19,7 +19,7 @@ from torch import nn
 
 from surgeon.analyzers import Analysis, Group, GroupKind
 
-from .attribute_table import set_width_attributes
+from .attribute_table import lists, set_width_attributes
 from .config_fields import attention_sizes, final_size, set_head_fields, update_width_fields
 from .patterns import update_pattern_layers
 from .resolve import GroupCut
@@ -60,6 +60,9 @@ _WIDTH_ATTRS = {
     ),
     GroupKind.EXPERT_MLP: ("intermediate_dim", "intermediate_size", "moe_intermediate_size"),
     GroupKind.EXPERTS: ("num_experts", "num_local_experts", "n_routed_experts"),
+    # only where the table lists it (MobileViTV2's linear attention splits its fused
+    # qkv conv by embed_dim, the width of its key and value channels)
+    GroupKind.CHANNELS: ("embed_dim",),
     # input_size: GraniteMoE's experts reshape their output by it; dim_norm: CPM-Ant's norm
     GroupKind.HIDDEN: (
         "hidden_size",
@@ -107,7 +110,10 @@ def update_attributes(
             attention = set()
         for old, new, names in _changes(cut):
             for path, module in zip(paths, modules, strict=True):
-                set_width_attributes(module, path, names, old, new, tx, path in attention)
+                inner = path in attention or (
+                    cut.group.kind == GroupKind.CHANNELS and lists(module, "embed_dim")
+                )
+                set_width_attributes(module, path, names, old, new, tx, inner)
         if cut.group.kind == GroupKind.ATTENTION:
             (kv, q), (kv2, q2), head_dim = attention_sizes(cut)
             named = [(path, model.get_submodule(path)) for path in _owner_paths(cut.group)]
