@@ -70,6 +70,7 @@ SCALARS: dict[str, int] = {
             "shared_expert_intermediate_size",
             "expert_intermediate_size",
             "moe_ffn_hidden_size",
+            "expert_ffn_hidden_size",
         ],
         EXPERT_MLP,
     ),
@@ -99,7 +100,14 @@ SCALARS: dict[str, int] = {
     ),
     **dict.fromkeys(["head_dim", "attention_head_dim", "kv_channels"], HEAD_DIM),
     **dict.fromkeys(
-        ["num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"], EXPERTS
+        [
+            "num_experts",
+            "num_local_experts",
+            "n_routed_experts",
+            "moe_num_experts",
+            "zero_expert_num",  # LongCat-Flash's identity experts, routed beside the others
+        ],
+        EXPERTS,
     ),
     **dict.fromkeys(
         [
