@@ -23,19 +23,42 @@ def covered(
     kinds: tuple[str, ...] | None = None,
 ) -> float:
     """``numel x weights[param]`` (``numel`` without ``weights``) summed over the
-    distinct parameters that some group can cut, other than a hidden size under
-    norm statistics (an LLM's, a ViT's; a BatchNorm CNN's residual streams are
-    cut exactly and count); fused experts belong to two groups and count once.
-    Only modules under the ``inside`` prefixes, only groups of ``kinds``, when
-    given."""
+    distinct parameters of the blocks' groups (attention, MLP, experts, channels),
+    frozen ones included, and of a hidden size cut exactly (a BatchNorm CNN's
+    residual streams count; an LLM's or a ViT's, under norm statistics, do not);
+    fused experts belong to two groups and count once. A frozen group's parameters
+    are block parameters all the same, as an attention left out of ``kinds`` is:
+    a target is the same share of the same architecture whether its heads happen to
+    be cuttable (timm's Swin) or written into the code (torchvision's), and the cut
+    groups carry it. Only modules under the ``inside`` prefixes, only groups of
+    ``kinds``, when given."""
     sizes = {
         m.param: m.numel * (1 if weights is None else weights.get(m.param, 0.0))
-        for g in analysis.prunable
-        if (g.kind != GroupKind.HIDDEN or g.mask_equivalent) and (kinds is None or g.kind in kinds)
+        for g in analysis.groups
+        if _counted(g) and (kinds is None or g.kind in kinds)
         for m in g.members
         if not m.buffer and (inside is None or m.module.startswith(inside))
     }
     return sum(sizes.values())
+
+
+# kinds whose groups hold block parameters even when frozen (not the hidden size,
+# nor a model input's or output's axis, nor a vocabulary)
+_BLOCK_KINDS = frozenset(
+    {
+        GroupKind.ATTENTION,
+        GroupKind.MLP,
+        GroupKind.EXPERTS,
+        GroupKind.EXPERT_MLP,
+        GroupKind.CHANNELS,
+    }
+)
+
+
+def _counted(group) -> bool:
+    if group.frozen is not None:
+        return group.kind in _BLOCK_KINDS
+    return group.kind != GroupKind.HIDDEN or group.mask_equivalent
 
 
 def block_parameters(analysis: Analysis) -> int:

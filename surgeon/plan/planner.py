@@ -1,8 +1,9 @@
 """From unit scores to a plan that hits a parameter target.
 
 The budget is a fraction (``ratio``) or a count (``params``) of the
-*block parameters*: those covered by every prunable group except the hidden
-size (attention, MLP, experts, conv channels); or a fraction
+*block parameters*: those of every attention, MLP, expert and conv-channel
+group, frozen ones too, and of a hidden size only where it is cut exactly
+(:func:`~surgeon.plan.costs.covered`); or a fraction
 (``flops_ratio``) or a count (``flops``) of the *block FLOPs per token* of
 those parameters, as :class:`~surgeon.prune.PruneReport` counts them
 (:func:`flop_weights`). Only groups of the chosen ``kinds`` are cut.
