@@ -24,6 +24,7 @@ from surgeon.checkpoint.provenance import Provenance, record
 from surgeon.errors import CaptureError, PlanError, RewriteError
 from surgeon.plan.plan import Plan
 
+from .attribute_table import set_read_from_above
 from .attributes import update_attributes
 from .depth import remove_blocks
 from .modules import fix_module
@@ -64,6 +65,7 @@ def apply(
         for module_name in sorted({name.rpartition(".")[0] for name in new_tensors}):
             fix_module(target.get_submodule(module_name), tx, context)
         update_attributes(target, analysis, resolved.cuts, tx, [b.name for b in resolved.blocks])
+        set_read_from_above(target, resolved.cuts, tx)
         remove_blocks(target, resolved.blocks, tx)
         if check:
             _still_runs(target, analysis)

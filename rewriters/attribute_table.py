@@ -65,6 +65,19 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
 }
 
 
+# widths a module keeps for its parent's forward, which reads them (its own code
+# never does, so no cut of its parameters finds them): class -> {attribute: the
+# parameter below the module whose rows (dim 0) the attribute counts}. A group that
+# cuts those rows sets the attribute, on that module alone: another group of the
+# same width under it (RAFT's motion features, its context channels) never does.
+READ_FROM_ABOVE: dict[str, dict[str, str]] = {
+    # RAFT splits its context encoder's output by update_block.hidden_state_size,
+    # the width of the GRU's state
+    "torchvision.models.optical_flow.raft.UpdateBlock": {
+        "hidden_state_size": "recurrent_block.convgru1.convz.weight"
+    },
+}
+
 # names so often the hidden size that they are updated only as the heads' width,
 # on the attention module itself (BART-style attention reshapes its heads' output
 # by embed_dim; GPTBigCode's embed_dim is its query width): never on a hidden-size
@@ -114,6 +127,35 @@ def lists(module: nn.Module, name: str) -> bool:
     """Whether the table lists ``name`` for ``module``'s class."""
     known = _known(module)
     return known is not None and name in known
+
+
+def set_read_from_above(model: nn.Module, cuts: Iterable, tx: Transaction) -> None:
+    """Set the :data:`READ_FROM_ABOVE` attributes of the modules above each cut's
+    row members, where the listed parameter's rows are the ones cut."""
+    for cut in cuts:
+        group = cut.group
+        if len(group.levels) != 1:
+            continue
+        kept = cut.kept_size(group.levels[0].name)
+        rows = {m.param for m in group.members if m.dim == 0 and m.layout.kind == "unit"}
+        for param in rows:
+            parts = param.split(".")
+            for depth in range(len(parts) - 1):
+                path = ".".join(parts[:depth])
+                module = model.get_submodule(path)
+                for name, source in _read_from_above(module).items():
+                    if (f"{path}.{source}" if path else source) != param:
+                        continue
+                    if getattr(module, name, None) == group.size:
+                        tx.set(module, name, kept)
+
+
+def _read_from_above(module: nn.Module) -> dict[str, str]:
+    for cls in type(module).__mro__:
+        found = READ_FROM_ABOVE.get(f"{cls.__module__}.{cls.__qualname__}")
+        if found:
+            return found
+    return {}
 
 
 def _known(module: nn.Module) -> frozenset[str] | None:
