@@ -582,9 +582,14 @@ def complete(
     return out
 
 
+class OwnForwardError(RuntimeError):
+    """The model's own forward refuses its default config: not buildable small."""
+
+
 def build(arch: Architecture):
     """The small random-init model of ``arch`` (eval mode, seed 0); where the
-    shrunk default config does not build, the same config ``complete``d."""
+    shrunk default config does not build, or the model's own forward refuses it,
+    the same config ``complete``d."""
     import transformers
     from transformers import AutoConfig
 
@@ -614,4 +619,36 @@ def _instantiate(model_class, config_class, values: dict):
     torch.manual_seed(0)
     with torch.device("cpu"):
         model = model_class(config)
-    return model.eval()
+    _check_own_forward(model.eval())
+    return model
+
+
+def _check_own_forward(model) -> None:
+    """A plain forward on the sweep's example inputs, as any user runs it: where
+    the model's own code fails on what its default config leaves, whatever the
+    inputs (a field left None reaching an op that needs a value: DBRX's
+    ``clip_qkv``; the cache the model builds for itself refusing the config's
+    layers: GraniteMoeHybrid's all-Mamba default), the model is not buildable.
+    Size mismatches, missing inputs and other errors are left to the stages."""
+    import traceback
+
+    import torch
+
+    from surgeon.analyzers.example_inputs import example_inputs
+
+    try:
+        args, kwargs = example_inputs(model)
+    except Exception:  # noqa: BLE001 - deriving inputs is a stage of its own (analyze)
+        return
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except (ValueError, RuntimeError) as error:
+        message, frames = str(error), traceback.extract_tb(error.__traceback__)
+        left_none = isinstance(error, RuntimeError) and "must not be None" in message
+        own_cache = isinstance(error, ValueError) and frames[-1].filename.endswith("cache_utils.py")
+        if left_none or own_cache:
+            reason = f"its own forward fails on the default config: {type(error).__name__}: {error}"
+            raise OwnForwardError(reason) from error
+    except Exception:  # noqa: BLE001, S110 - the stages report other failures
+        pass
