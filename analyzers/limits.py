@@ -56,7 +56,7 @@ _BIG_BIRD = (
 TIED_WIDTHS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "transformers.models.pvt_v2.modeling_pvt_v2.PvtV2SelfAttention": (None, _PVT_V2),
     "transformers.models.pvt.modeling_pvt.PvtEfficientSelfAttention": (
-        ("spatial_reduction",),
+        ("sequence_reduction",),
         "reshapes its spatially reduced keys by num_channels, read from its input's shape, "
         "so the reduction's input and output widths are both the hidden size",
     ),

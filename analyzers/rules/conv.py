@@ -95,6 +95,10 @@ def per_channel_spatial(ctx: RuleContext):
     x_axes = ctx.axes(x)
     shapes = ctx.out_shapes()
     lead = len(x_axes) - _spatial_rank(ctx)
+    # the input's spatial axes are mixed (windows, interpolation): positions too,
+    # even where they come from a parameter (PVT interpolates its position table)
+    for atom in x_axes[lead:]:
+        ctx.fact(atom, FactKind.POSITION, f"spatial axis of {ctx.describe()}")
     outs = []
     for shape in shapes:
         out = ctx.fresh(shape)

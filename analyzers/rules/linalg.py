@@ -36,10 +36,25 @@ def _product(ctx: RuleContext, a_axes, b_axes, a_node, b_node, out):
     batch_out = out[:-2]
     if batch_out and not ctx.is_weight(a_node) and not ctx.is_weight(b_node):
         _tag_attention(ctx, batch_b, b_axes[-2], b_axes[-1])
+        if _one_head(ctx, batch_a, batch_b):
+            # no head axis makes its width structure, yet the code reshapes it into
+            # (1 head, head_dim), head_dim an attribute q, k and v share (PVT)
+            for atom in (b_axes[-2], b_axes[-1]):
+                ctx.freeze(atom, "the width of a single attention head")
     ctx.broadcast_into(batch_a, batch_out)
     ctx.broadcast_into(batch_b, batch_out)
     ctx.unify(a_axes[-1], b_axes[-2])
     ctx.unify_all([a_axes[-2], b_axes[-1]], out[-2:])
+
+
+def _one_head(ctx: RuleContext, batch_a, batch_b) -> bool:
+    """Per-head scores or outputs of one head: (batch, 1 head) on both sides."""
+    return (
+        len(batch_a) >= 2
+        and len(batch_b) >= 2
+        and ctx.size(batch_a[-1]) == 1
+        and ctx.size(batch_b[-1]) == 1
+    )
 
 
 def _tag_attention(ctx: RuleContext, batch_b, k_atom, n_atom) -> None:
