@@ -23,6 +23,7 @@ from .attribute_table import lists, set_width_attributes
 from .config_fields import attention_sizes, final_size, set_head_fields, update_width_fields
 from .patterns import update_pattern_layers
 from .resolve import GroupCut
+from .state_space import state_space_changes
 from .transaction import Transaction
 
 __all__ = ["update_attributes"]
@@ -108,7 +109,7 @@ def update_attributes(
         attention = {m.module.rpartition(".")[0] for m in cut.group.members}
         if cut.group.kind == GroupKind.HIDDEN:
             attention = set()
-        for old, new, names in _changes(cut):
+        for old, new, names in _changes(cut, cuts):
             for path, module in zip(paths, modules, strict=True):
                 inner = path in attention or (
                     cut.group.kind == GroupKind.CHANNELS and lists(module, "embed_dim")
@@ -142,7 +143,7 @@ def _owner_paths(group: Group) -> list[str]:
     return sorted(paths)
 
 
-def _changes(cut: GroupCut):
+def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
     """(old value, new value, attribute names) triples for one cut."""
     group = cut.group
     if group.kind == GroupKind.ATTENTION:
@@ -174,6 +175,8 @@ def _changes(cut: GroupCut):
                 widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in headed}
                 for old, new in sorted(widths):
                     yield old, new, _HEAD_WIDTHS
+        # a Mamba-2 style mixer splits its fused in_proj by widths it computed
+        yield from state_space_changes(cut, cuts)
 
 
 def _heads_of(layout, level: str) -> bool:

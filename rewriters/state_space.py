@@ -1,0 +1,120 @@
+"""Widths that Mamba-2 style mixers read when they split their fused ``in_proj``.
+
+The mixer projects to ``[gate | x, B, C | dt]`` and splits by attributes
+computed at build time: ``intermediate_size`` (heads x head_dim),
+``conv_dim`` (x, B and C), ``num_heads``, ``n_groups * ssm_state_size``; it
+reshapes by ``head_dim`` and its gated norm by ``group_size``
+(``intermediate_size // n_groups``). The analysis describes the mixer as one
+channels group whose levels are the B/C groups, the heads per group, the
+head_dim and the state (Mamba-2, Nemotron-H), or heads x head_dim with the state
+in a group of its own when one B/C group is shared by every head (Bamba,
+Falcon-H1). Each of those attributes is a size the layouts give:
+
+* counts (``num_heads``, ``n_groups``): the leading levels of a plain
+  (unfused) member's product, heads x head_dim;
+* ``head_dim``: the trailing level of that product, ``group_size`` any of its
+  trailing products (the whole width when there is one B/C group);
+* ``intermediate_size``: a plain member's width, ``conv_dim`` a fused one's;
+* ``ssm_state_size``: a level that only the fused members carry (B and C).
+
+Each attribute is updated where its value equals the old size (as everywhere in
+:mod:`surgeon.rewriters.attributes`); two different new values for one old
+value of one name are refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from math import prod
+
+from surgeon.analyzers import GroupKind
+from surgeon.errors import RewriteError
+
+from .resolve import GroupCut
+
+__all__ = ["state_space_changes"]
+
+_COUNTS = ("num_heads", "n_groups")
+_TRAILING = ("head_dim",)
+_GROUP_WIDTHS = ("group_size",)
+_PLAIN_WIDTHS = ("intermediate_size", "group_size")
+_FUSED_WIDTHS = ("conv_dim",)
+_STATE = ("ssm_state_size",)
+
+
+def state_space_changes(
+    cut: GroupCut, cuts: Sequence[GroupCut] = ()
+) -> Iterator[tuple[int, int, tuple[str, ...]]]:
+    """(old, new, names) for a channels group that a fused projection splits;
+    nothing for any other group. Sorted by old size, so that no update feeds a
+    later one (sizes only shrink). ``cuts``: every cut of the plan (a fused
+    width that several groups share is updated once, to what all of them keep)."""
+    group = cut.group
+    if group.kind != GroupKind.CHANNELS or len(group.members) < 2:
+        return
+    plain = [m.layout for m in group.members if m.layout.kind != "concat"]
+    fused = [m.layout for m in group.members if m.layout.kind == "concat"]
+    if not fused:
+        return
+    kept = {level.name: cut.kept_size(level.name) for level in group.levels}
+
+    def size(parts) -> tuple[int, int]:
+        return prod(p.size for p in parts), prod(kept[p.level] for p in parts)
+
+    changes: dict[str, dict[int, int]] = {}
+
+    def add(names: tuple[str, ...], old: int, new: int) -> None:
+        for name in names:
+            seen = changes.setdefault(name, {})
+            if seen.get(old, new) != new:
+                raise RewriteError(
+                    f"group {group.id}: the mixer's {name} of {old} is ambiguous "
+                    f"(it becomes {seen[old]} or {new})"
+                )
+            seen[old] = new
+
+    # the heads' width: the widest plain members (out_proj, the norm); a
+    # narrower one (dt_bias: groups x heads) only counts heads
+    widest = [x for x in plain if not any(x.levels() < y.levels() for y in plain)]
+    for layout in widest:
+        add(_PLAIN_WIDTHS, layout.size, len(layout.indices(cut.kept)))
+        parts = layout.parts if layout.kind == "product" else ()
+        if len(parts) < 2 or any(p.kind != "unit" for p in parts):
+            continue
+        add(_TRAILING, *size(parts[-1:]))
+        for j in range(1, len(parts)):
+            add(_COUNTS, *size(parts[:j]))
+            add(_GROUP_WIDTHS, *size(parts[j:]))
+    for member in group.members:
+        if member.layout.kind == "concat":
+            fused_width = _fused_width(member, cut, cuts)
+            if fused_width is not None:
+                add(_FUSED_WIDTHS, member.layout.size, fused_width)
+    in_plain = set().union(*(layout.levels() for layout in plain))
+    for level in group.levels:
+        if level.name not in in_plain:
+            add(_STATE, level.size, kept[level.name])
+    for old, new, name in sorted(
+        (old, new, name) for name, seen in changes.items() for old, new in seen.items()
+    ):
+        if old != new:
+            yield old, new, (name,)
+
+
+def _fused_width(member, cut: GroupCut, cuts: Sequence[GroupCut]) -> int | None:
+    """What a fused dimension keeps under every cut that shares it (x and B/C
+    in conv1d are two groups when one B/C group serves every head); None on
+    every cut but the first of them, so the width is updated once."""
+    sharing = [
+        (c, m)
+        for c in cuts
+        for m in c.group.members
+        if m.param == member.param and m.dim == member.dim
+    ] or [(cut, member)]
+    first = min(sharing, key=lambda pair: pair[0].group.id)[0]
+    if first.group.id != cut.group.id:
+        return None
+    removed = set()
+    for other, m in sharing:
+        removed |= set(range(m.layout.size)) - set(m.layout.indices(other.kept))
+    return member.layout.size - len(removed)
