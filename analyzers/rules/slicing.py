@@ -146,15 +146,17 @@ def cat(ctx: RuleContext):
     """The output axis along ``dim`` is the concatenation of the inputs' axes."""
     out = ctx.out_shape()
     dim = ctx.arg(1, "dim", 0) % len(out)
-    tensors = [
-        t
-        for t in ctx.node.args[0]
-        if ctx.axes(t) is not None and len(ctx.shape(t)) == len(out) and ctx.shape(t)[dim] > 0
+    ranked = [
+        t for t in ctx.node.args[0] if ctx.axes(t) is not None and len(ctx.shape(t)) == len(out)
     ]
+    # an empty piece adds nothing along ``dim`` but its other axes still match
+    # (MobileBERT's head concatenates a (0, vocab) weight when hidden == embedding)
+    tensors = [t for t in ranked if ctx.shape(t)[dim] > 0]
     first = ctx.axes(tensors[0])
-    for other in tensors[1:]:
+    for other in ranked:
         axes = ctx.axes(other)
-        ctx.unify_all(first[:dim] + first[dim + 1 :], axes[:dim] + axes[dim + 1 :])
+        if axes is not first:
+            ctx.unify_all(first[:dim] + first[dim + 1 :], axes[:dim] + axes[dim + 1 :])
     joined = ctx.algebra.concat([ctx.axes(t)[dim] for t in tensors])
     return (*first[:dim], joined, *first[dim + 1 :])
 
