@@ -157,7 +157,7 @@ ALIASES = {
     "embedding_dim": ("hidden_size", "d_model"),
     "num_blocks": LAYER_NAMES,
 }
-LIST_DEPTHS = ("depths", "num_layers_per_stage")
+LIST_DEPTHS = ("depths", "num_layers_per_stage", "num_block_repeats")
 
 
 # name endings: MLA's q/kv LoRA ranks and per-part head widths, rotary widths,
@@ -234,7 +234,7 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
             out[name] = min(value, target)
     _keep_aliases(out, values)
     _keep_head_sums(out, values)
-    _keep_width_coefficient(out, values)
+    _base_scale(out, values)
     _shrink_kv_heads(out, values, heads_before)
     _complete_experts(out)
     _keep_mamba_heads(out, values)
@@ -304,19 +304,23 @@ def _keep_head_sums(out: dict, before: dict) -> None:
             out[name] = out[parts[0]] + out[parts[1]]
 
 
-def _keep_width_coefficient(out: dict, before: dict) -> None:
-    """A compound-scaled config (EfficientNet: ``width_coefficient``) states its
-    head width already multiplied by the coefficient, while the model multiplies
-    its base widths by it: a shrunk width scales the coefficient alike."""
+def _base_scale(out: dict, before: dict) -> None:
+    """A compound-scaled config (EfficientNet: ``width_coefficient``,
+    ``depth_coefficient`` over base stage widths and block repeats) is built at
+    its base scale (coefficients at most 1; one block per stage, as stage depth
+    lists are): the model multiplies its base widths by the coefficient, and a
+    width the config states already multiplied (EfficientNet's ``hidden_dim``,
+    its top convolution's 1280 base) is divided alike, not shrunk on its own."""
     coefficient = before.get("width_coefficient")
-    if not isinstance(coefficient, (int, float)) or isinstance(coefficient, bool):
-        return
-    for name, value in before.items():
-        if SCALARS.get(name) not in (HIDDEN, MLP) or not isinstance(value, int) or value <= 0:
-            continue
-        if isinstance(out.get(name), int) and out[name] < value:
-            out["width_coefficient"] = coefficient * out[name] / value
-            return
+    if isinstance(coefficient, (int, float)) and not isinstance(coefficient, bool):
+        scale = min(coefficient, 1.0)
+        for name, value in before.items():
+            if SCALARS.get(name) in (HIDDEN, MLP) and isinstance(value, int) and value > 0:
+                out[name] = max(1, round(value * scale / coefficient))
+        out["width_coefficient"] = scale
+    depth = before.get("depth_coefficient")
+    if isinstance(depth, (int, float)) and not isinstance(depth, bool):
+        out["depth_coefficient"] = min(depth, 1.0)
 
 
 # Mamba-2 head width and head count, each family with and without a prefix
@@ -440,7 +444,8 @@ def _shrink_kv_heads(out: dict, before: dict, heads_before: int | None) -> None:
 def _shrink_lists(out: dict) -> None:
     """Stage lists (CNNs, hierarchical ViTs): one block per stage, widths
     divided by one power of two so the first stage is at most 32 wide (or the
-    largest power that the head count still divides every width by); a
+    largest power that the head count still divides every width by, or that
+    keeps tied channel counts at least 8 wide); a
     group-norm group count is divided by the same power (channels per group
     stay, so the groups still divide every width)."""
     for name in LIST_DEPTHS:
@@ -455,19 +460,31 @@ def _shrink_lists(out: dict) -> None:
                 # stages that are transformers (MobileViT): widths stay divisible
                 while factor > 1 and any((w // factor) % heads for w in widths):
                     factor //= 2
+            # tied channel counts stay at least 8 wide (a stem halves its width
+            # inside: HGNet-V2), so that a cut to half still keeps 2 channels
+            tied = _tied_channels(out, widths)
+            image = out.get("num_channels")
+            values = [
+                v
+                for k in tied
+                for v in (out[k] if isinstance(out[k], list) else [out[k]])
+                if v != image
+            ]
+            while factor > 1 and values and min(values) // factor < 8:
+                factor //= 2
             out[name] = [max(1, w // factor) for w in widths]
-            _scale_channels(out, widths, factor)
+            _scale_channels(out, tied, factor)
             groups = out.get("num_groups")
             if isinstance(groups, int) and not isinstance(groups, bool) and groups > 1:
                 out["num_groups"] = max(1, groups // factor)
 
 
-def _scale_channels(out: dict, widths: list[int], factor: int) -> None:
-    """Channel counts stated beside the stage widths (a stem's output, per-stage
-    in/mid/out channels: TextNet, HGNet-V2) are the same widths under other
-    names where a value ties them to the stage ``widths`` (directly or through
-    another tied channel field: one block's output is the next one's input):
-    divided by the same power of two, except the input image channels."""
+def _tied_channels(out: dict, widths: list[int]) -> list[str]:
+    """Channel counts stated beside the stage ``widths`` (a stem's output,
+    per-stage in/mid/out channels: TextNet, HGNet-V2) are the same widths under
+    other names where a value ties them to the stage widths, directly or through
+    another tied channel field (one block's output is the next one's input);
+    the input image channels (``num_channels``) are not widths."""
     image = out.get("num_channels")
     fields = {}
     for name, value in out.items():
@@ -476,13 +493,18 @@ def _scale_channels(out: dict, widths: list[int], factor: int) -> None:
         values = value if isinstance(value, list) else [value]
         if values and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
             fields[name] = set(values) - {image}
-    tied, tied_values = set(), set(widths)
-    while factor > 1:
-        new = {k for k, v in fields.items() if k not in tied and v & tied_values}
-        if not new:
-            break
-        tied |= new
+    tied: list[str] = []
+    tied_values = set(widths)
+    while new := [k for k, v in fields.items() if k not in tied and v & tied_values]:
+        tied += new
         tied_values |= {v for k in new for v in fields[k]}
+    return tied
+
+
+def _scale_channels(out: dict, tied: list[str], factor: int) -> None:
+    """The tied channel counts divided like the stage widths, except entries
+    equal to the input image channels (a stem list starts with them)."""
+    image = out.get("num_channels")
     for name in tied:
         value = out[name]
         if isinstance(value, list):

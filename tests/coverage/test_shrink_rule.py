@@ -33,9 +33,9 @@ BUILDS = {
     "xlstm": "embedding_dim and num_blocks follow hidden_size and num_hidden_layers",
     "zamba2": "Mamba-2 mamba_headdim x n_mamba_heads == expand x hidden",
     "longcat_flash": "MLA qk_head_dim == qk_nope_head_dim + qk_rope_head_dim; expert widths",
-    "efficientnet": "head width / width_coefficient (the model's 1280 base) kept",
+    "efficientnet": "base scale: coefficients at most 1, hidden_dim divided alike",
     "textnet": "stem_out_channels tied to the stage widths",
-    "hgnet_v2": "stem and stage in/mid/out channels tied to the stage widths",
+    "hgnet_v2": "stem and stage channels tied to the stage widths, at least 8 wide",
     "xmod": "default_language left None: the first of languages",
 }
 
