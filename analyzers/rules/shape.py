@@ -195,8 +195,57 @@ def repeat_interleave(ctx: RuleContext):
 @register(aten.view_as_complex.default)
 def view_as_complex(ctx: RuleContext):
     """``(..., n, 2)`` real pairs read as ``(..., n)`` complex numbers (RoPE in
-    complex form, Llama 4): the pair axis becomes the number itself."""
+    complex form, Llama 4): the pair axis becomes the number itself. A view of a
+    slice keeps the strides of what it was cut from, which must be even: the
+    pieces of that tensor's rows keep even counts (DeepSeek-V2 slices its rotary
+    keys from [kv_lora_rank | rope] rows)."""
+    source = _sliced_from(ctx.node.args[0])
+    axes = ctx.axes(source) if source is not None else None
+    if axes:
+        for leaf in ctx.algebra.leaves(axes[-1]):
+            ctx.fact(leaf, FactKind.ALIGN, f"{ctx.describe()}: even strides", value=2)
     return tuple(ctx.axes(ctx.node.args[0])[:-1])
+
+
+_VIEWS = {
+    aten.view.default,
+    aten.reshape.default,
+    aten._unsafe_view.default,
+    aten.transpose.int,
+    aten.permute.default,
+    aten.unsqueeze.default,
+    aten.squeeze.dim,
+    aten.alias.default,
+}
+_SLICES = {
+    aten.split.Tensor,
+    aten.split_with_sizes.default,
+    aten.chunk.default,
+    aten.slice.Tensor,
+    aten.narrow.default,
+}
+
+
+def _sliced_from(node):
+    """The tensor that ``node``, through views only, is a slice of (or None)."""
+    while getattr(node, "op", None) == "call_function":
+        if node.target in _VIEWS:
+            node = node.args[0]
+            continue
+        if "getitem" in str(node.target) or _same_dtype(node):
+            node = node.args[0]
+            continue
+        return node.args[0] if node.target in _SLICES else None
+    return None
+
+
+def _same_dtype(node) -> bool:
+    """``.to(dtype)`` / ``.float()`` to the dtype it has: the tensor itself."""
+    if node.target != aten.to.dtype:
+        return False
+    before = getattr(node.args[0], "meta", {}).get("val")
+    after = node.meta.get("val")
+    return before is not None and after is not None and before.dtype == after.dtype
 
 
 @register(aten.view_as_real.default)
