@@ -23,7 +23,7 @@ from .attribute_table import lists, set_width_attributes
 from .config_fields import attention_sizes, final_size, set_head_fields, update_width_fields
 from .patterns import update_pattern_layers
 from .resolve import GroupCut
-from .state_space import state_space_changes
+from .state_space import delta_net_changes, state_space_changes
 from .transaction import Transaction
 
 __all__ = ["update_attributes"]
@@ -47,6 +47,9 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
     # Kimi-style delta attention splits its concatenated q/k/v by [qkv_dim] * 3
     "qkv_dim": lambda kv, q, hd: kv * q * hd,
     "num_kv_groups": lambda kv, q, hd: q,
+    # gated delta nets (OLMo-Hybrid): key heads, value heads
+    "num_k_heads": lambda kv, q, hd: kv,
+    "num_v_heads": lambda kv, q, hd: kv * q,
 }
 _WIDTH_ATTRS = {
     # kv_lora_rank: MLA splits its compressed KV by it (DeepSeek-V2/V3)
@@ -156,6 +159,7 @@ def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
         for old, new in sorted(widths):
             if old != new:
                 yield old, new, _MEMBER_WIDTHS
+        yield from delta_net_changes(cut, cuts)
     elif group.kind == GroupKind.HIDDEN:
         # with hyper-connections the residual stream is hidden x streams: each level
         # that loses units is a width the code may read (the router's ``hidden_dim``)

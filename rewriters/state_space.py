@@ -32,7 +32,7 @@ from surgeon.errors import RewriteError
 
 from .resolve import GroupCut
 
-__all__ = ["state_space_changes"]
+__all__ = ["delta_net_changes", "fused_width_changes", "state_space_changes"]
 
 _COUNTS = ("num_heads", "n_groups")
 _TRAILING = ("head_dim",)
@@ -40,6 +40,7 @@ _GROUP_WIDTHS = ("group_size",)
 _PLAIN_WIDTHS = ("intermediate_size", "group_size")
 _FUSED_WIDTHS = ("conv_dim",)
 _STATE = ("ssm_state_size",)
+_PROJECTION_WIDTHS = ("key_dim", "value_dim")
 
 
 def state_space_changes(
@@ -85,11 +86,8 @@ def state_space_changes(
         for j in range(1, len(parts)):
             add(_COUNTS, *size(parts[:j]))
             add(_GROUP_WIDTHS, *size(parts[j:]))
-    for member in group.members:
-        if member.layout.kind == "concat":
-            fused_width = _fused_width(member, cut, cuts)
-            if fused_width is not None:
-                add(_FUSED_WIDTHS, member.layout.size, fused_width)
+    for old, new, names in fused_width_changes(cut, cuts):
+        add(names, old, new)
     in_plain = set().union(*(layout.levels() for layout in plain))
     for level in group.levels:
         if level.name not in in_plain:
@@ -99,6 +97,39 @@ def state_space_changes(
     ):
         if old != new:
             yield old, new, (name,)
+
+
+def delta_net_changes(
+    cut: GroupCut, cuts: Sequence[GroupCut] = ()
+) -> Iterator[tuple[int, int, tuple[str, ...]]]:
+    """A gated delta net (OLMo-Hybrid's linear attention) splits its conv'd
+    q, k, v by ``key_dim`` and ``value_dim``, each a projection's width (heads x
+    their own head width), and convolves ``conv_dim`` channels."""
+    changes: dict[int, int] = {}
+    for member in cut.group.members:
+        if member.layout.kind != "concat":
+            old, new = member.layout.size, len(member.layout.indices(cut.kept))
+            if changes.setdefault(old, new) != new:
+                raise RewriteError(
+                    f"group {cut.group.id}: a width of {old} is ambiguous "
+                    f"(it becomes {changes[old]} or {new})"
+                )
+    for old, new in sorted(changes.items()):
+        if old != new:
+            yield old, new, _PROJECTION_WIDTHS
+    yield from fused_width_changes(cut, cuts)
+
+
+def fused_width_changes(
+    cut: GroupCut, cuts: Sequence[GroupCut] = ()
+) -> Iterator[tuple[int, int, tuple[str, ...]]]:
+    """``conv_dim``: the width of a fused member (the depthwise conv over x, B
+    and C, or over a gated delta net's q, k and v), as every cut leaves it."""
+    for member in cut.group.members:
+        if member.layout.kind == "concat":
+            fused_width = _fused_width(member, cut, cuts)
+            if fused_width is not None:
+                yield member.layout.size, fused_width, _FUSED_WIDTHS
 
 
 def _fused_width(member, cut: GroupCut, cuts: Sequence[GroupCut]) -> int | None:
