@@ -61,6 +61,12 @@ TIED_WIDTHS: dict[str, tuple[tuple[str, ...] | None, str]] = {
         "so the reduction's input and output widths are both the hidden size",
     ),
     "transformers.models.big_bird.modeling_big_bird.BigBirdSelfAttention": (None, _BIG_BIRD),
+    # "child:dim": only that axis of the child's parameters (their input is the hidden size)
+    "transformers.models.mra.modeling_mra.MraSelfAttention": (
+        ("query:0", "key:0", "value:0"),
+        "runs its heads through mra2_attention (block averages, blocks picked at run "
+        "time), which ties query, key and value per head in ways the graph does not show",
+    ),
     "transformers.models.big_bird.modeling_big_bird.BigBirdBlockSparseAttention": (
         None,
         _BIG_BIRD,
@@ -93,7 +99,7 @@ def _tied(model: nn.Module, group: Group) -> str | None:
         name = f"{type(module).__module__}.{type(module).__qualname__}"
         if name in TIED_WIDTHS:
             children, why = TIED_WIDTHS[name]
-            if children is None or child in children:
+            if children is None or child in children or f"{child}:{member.dim}" in children:
                 return (
                     f"module '{path}' ({type(module).__name__}) {why}: "
                     f"'{member.param}' cannot lose units"
