@@ -142,7 +142,10 @@ def set_read_from_above(model: nn.Module, cuts: Iterable, tx: Transaction) -> No
             parts = param.split(".")
             for depth in range(len(parts) - 1):
                 path = ".".join(parts[:depth])
-                module = model.get_submodule(path)
+                try:
+                    module = model.get_submodule(path)
+                except AttributeError:  # a name that is no module path
+                    break
                 for name, source in _read_from_above(module).items():
                     if (f"{path}.{source}" if path else source) != param:
                         continue
