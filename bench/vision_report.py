@@ -116,7 +116,15 @@ def _row(m, a, b) -> str:
         cells += ["-", "not run"]
     else:
         cells += [f"{b['removed']:.1%}" if "removed" in b else "-", _yes(b)]
-    notes = [n for n in ((a or {}).get("why") or (a or {}).get("error"), _tp_note(b)) if n]
+    why = (a or {}).get("why") or (a or {}).get("error")
+    if why and why.startswith("removed") and (a or {}).get("block_removed"):
+        # the target is a share of the block parameters: say how much of the model they are
+        share = a["removed"] / a["block_removed"]
+        why += (
+            f" ({a['block_removed']:.1%} of the block parameters the target counts, "
+            f"{share:.0%} of all; the rest cannot be cut exactly)"
+        )
+    notes = [n for n in (why, _tp_note(b)) if n]
     cells.append("; ".join(notes).replace("|", "/")[:200])
     return "| " + " | ".join(cells) + " |"
 
