@@ -31,6 +31,8 @@ from .untouched import untouched
 
 __all__ = ["Capture", "capture", "innermost_module", "plain_output"]
 
+log = logging.getLogger("surgeon.analyzers")
+
 
 @dataclass
 class Capture:
@@ -38,7 +40,7 @@ class Capture:
     params: dict[str, str]  # placeholder name -> parameter name
     buffers: dict[str, str]  # placeholder name -> buffer name
     user_inputs: dict[str, str]  # placeholder name -> argument name
-    method: str  # "export" or "symbolic_trace"
+    method: str  # "export", "symbolic_trace" or "draft_export (...where it specialized)"
     constants: dict[str, torch.Tensor] = field(default_factory=dict)  # placeholder -> value
     # placeholder -> the module attribute a lifted constant was read from ('layers.0.table')
     attributes: dict[str, str] = field(default_factory=dict)
@@ -72,6 +74,12 @@ def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
                 return _export(model, args, kwargs)
         except Exception as export_error:  # export raises many unrelated types
             failed_in = where.get("module")
+            if _data_dependent(export_error) and _real(model, args, kwargs):
+                try:
+                    with untouched(model), _plain_outputs(model):
+                        return _export(model, args, kwargs, draft=True)
+                except Exception as draft_error:  # noqa: BLE001 - the trace is tried next
+                    log.debug("draft export of %s failed: %s", type(model).__name__, draft_error)
             try:
                 with untouched(model):
                     return _symbolic_trace(model, args, kwargs)
@@ -106,11 +114,16 @@ def _plain_outputs(model: nn.Module) -> Iterator[None]:
         hook.remove()
 
 
-def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
+def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any], draft: bool = False) -> Capture:
+    """``draft``: control flow on tensor values follows the example inputs
+    (``torch.export.draft_export`` runs them for real); the method says where."""
     with warnings.catch_warnings():
         # a forward caching a tensor on its module: untouched() takes it off again
         warnings.filterwarnings("ignore", "The tensor attributes? .* assigned during export")
-        program = torch.export.export(model, args, kwargs, strict=False)
+        if draft:
+            program = _quietly(torch.export.draft_export, model, args, kwargs)
+        else:
+            program = torch.export.export(model, args, kwargs, strict=False)
     signature = program.graph_signature
     user_inputs = {}
     placeholders = [n for n in program.graph.nodes if n.op == "placeholder"]
@@ -133,12 +146,53 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
         params=dict(signature.inputs_to_parameters),
         buffers=dict(signature.inputs_to_buffers),
         user_inputs=user_inputs,
-        method="export",
+        method=_specialized(program) if draft else "export",
         constants=constants,
         attributes=attributes,
         output_labels=_leaf_labels(program.call_spec.out_spec),
         owner=program,
     )
+
+
+def _data_dependent(error: BaseException) -> bool:
+    """Export stopped at Python control flow on a tensor's value."""
+    return "data-dependent" in str(error)
+
+
+def _real(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> bool:
+    """Whether the inputs and weights hold values (a draft export runs them)."""
+    tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    tensors += list(model.parameters())
+    return not any(t.is_meta or isinstance(t, FakeTensor) for t in tensors)
+
+
+def _quietly(function, *args):
+    """Run ``function`` with the draft-export report's warnings kept out of the log
+    (what it specialized on is stated by :func:`_specialized` instead)."""
+    logger = logging.getLogger("torch.export._draft_export")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return function(*args)
+    finally:
+        logger.setLevel(level)
+
+
+def _specialized(program) -> str:
+    """The capture method, naming the lines whose branch the example inputs chose."""
+    from torch._logging.structured import INTERN_TABLE
+
+    files = {index: name for name, index in INTERN_TABLE.items()}
+    places = []
+    for failure in getattr(getattr(program, "_report", None), "failures", ()):
+        stack = failure.data.get("user_stack") if isinstance(failure.data, dict) else None
+        if stack:
+            frame = stack[-1]
+            name = str(files.get(frame.get("filename"), "?")).rpartition("/")[2]
+            places.append(f"{name}:{frame.get('line')} `{frame.get('loc', '').strip()}`")
+    where = "; ".join(dict.fromkeys(places)) or "a data-dependent branch"
+    log.warning("control flow on tensor values follows the example inputs at %s", where)
+    return f"draft_export (control flow on values follows the example inputs at {where})"
 
 
 def _is_tensor_attribute(model: nn.Module, name: str) -> bool:

@@ -164,11 +164,18 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
     for plan in (Plan.from_dict(p) for p in manifest["plans"]):
         try:
             analysis = analyze(model, inputs)
-        except CaptureError:
+        except CaptureError as error:
             # the skeleton's parameters are on meta, its buffers real: a forward
             # mixing them (DeepSeek's router bias, GPT-Neo's mask) cannot be
             # captured; its structure is analysed on an all-meta copy instead
-            analysis = analyze(meta_skeleton(model), to_meta(inputs))
+            try:
+                analysis = analyze(meta_skeleton(model), to_meta(inputs))
+            except CaptureError:
+                if "data-dependent" not in str(error):
+                    raise
+                # control flow on tensor values (Longformer's global attention) is
+                # captured by running real values: a copy with weights in memory
+                analysis = analyze(_with_weights(model), inputs)
         model = apply(model, plan, inplace=True, check=False, analysis=analysis)
     provenance = Provenance.of(model)
     if provenance is not None:
@@ -202,6 +209,24 @@ def _aligned(tensor: torch.Tensor) -> torch.Tensor:
     differently on unaligned memory (CPU grouped_mm), so re-allocate those to
     compute exactly like the saved model."""
     return tensor if tensor.data_ptr() % 64 == 0 else tensor.clone()
+
+
+def _with_weights(model: nn.Module) -> nn.Module:
+    """A copy of the skeleton ``model`` whose meta parameters are real (small
+    random values, ties kept), for a capture that must run the forward."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    made: dict[int, nn.Parameter] = {}
+    for module in twin.modules():
+        for name, param in list(module._parameters.items()):
+            if param is None or not param.is_meta:
+                continue
+            if id(param) not in made:
+                values = torch.randn(param.shape, dtype=param.dtype) * 0.02
+                made[id(param)] = nn.Parameter(values, requires_grad=param.requires_grad)
+            module._parameters[name] = made[id(param)]
+    return twin
 
 
 def _skeleton(manifest: dict) -> nn.Module:

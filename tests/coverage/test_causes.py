@@ -42,6 +42,9 @@ CAUSES = {
     "roc_bert": ("masked indices counted after the inexact cut", ("hidden",)),
     # x[mask] = vector with a boolean mask: the vector joins x's width
     "t5gemma2": ("index_put with a boolean mask", ("widths", "hidden", "prune")),
+    # a branch on tensor values (global attention?) is captured along the example
+    # inputs by draft_export; surgeon.load re-analyses on a copy with weights
+    "longformer": ("data-dependent control flow", ("analyze", "save-load", "prune")),
     # Llama 4's RoPE multiplies complex numbers
     "llama4_text": ("view_as_complex / view_as_real", ("kv-groups", "queries")),
 }

@@ -1,0 +1,36 @@
+"""Python control flow on a tensor's value (Longformer's "any global
+attention?") stops torch.export; the capture then runs the example inputs for
+real (torch.export.draft_export), follows their branch, and says so."""
+
+import torch
+from torch import nn
+
+import surgeon
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = nn.Linear(8, 16)
+        self.down = nn.Linear(16, 8)
+
+    def forward(self, x):
+        h = torch.relu(self.up(x))
+        if (x[:, 0] > 0).any():  # a branch on values: export cannot decide it
+            h = h * 2
+        return self.down(h)
+
+
+def test_a_branch_on_values_is_captured_along_the_examples_and_named():
+    torch.manual_seed(0)
+    model = Branchy().eval()
+    x = torch.randn(4, 8)
+    analysis = surgeon.analyze(model, inputs=x)
+    assert analysis.capture_method.startswith("draft_export")
+    assert "test_draft_capture.py" in analysis.capture_method
+    assert "if (x[:, 0] > 0).any()" in analysis.capture_method
+    (group,) = [g for g in analysis.prunable if g.size == 16]
+    plan = surgeon.Plan.for_analysis(analysis, {group.id: list(range(0, 16, 2))})
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    assert pruned.up.out_features == 8
+    assert surgeon.verify(model, pruned, plan, analysis=analysis, inputs=x).ok
