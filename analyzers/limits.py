@@ -33,6 +33,11 @@ FIXED_HEADS: dict[str, str] = {
         "reshapes its fused qkv_proj output into mp_num = 4 shards, a number written "
         "in its forward, each holding a quarter of the heads"
     ),
+    "transformers.models.convbert.modeling_convbert.ConvBertSelfAttention": (
+        "folds its heads into the batch for its span convolution (reshape to [-1, "
+        "conv_kernel_size, 1]) and concatenates those heads beside the attention's, both "
+        "counted by num_attention_heads, which the graph shows as two unrelated axes"
+    ),
     "timm.models.levit.Attention": (
         "reshapes its output to val_attn_dim and its bias table to a fixed head count"
     ),

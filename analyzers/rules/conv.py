@@ -3,6 +3,8 @@ spatial ops (pooling, upsampling)."""
 
 from __future__ import annotations
 
+from math import prod
+
 from torch import ops
 
 from ..axes import FactKind
@@ -107,6 +109,22 @@ def per_channel_spatial(ctx: RuleContext):
             ctx.fact(atom, FactKind.POSITION, f"spatial axis of {ctx.describe()}")
         outs.append(out)
     return outs[0] if len(outs) == 1 else outs
+
+
+@register(aten.im2col.default)
+def im2col(ctx: RuleContext):
+    """``unfold``: ``(N, C, H, W) -> (N, C x kh x kw, L)``, each channel's window
+    positions side by side (channel-major); windows and blocks are positions."""
+    x, kernel = ctx.node.args[:2]
+    x_axes = ctx.axes(x)
+    out = ctx.fresh(ctx.out_shape())
+    lead = len(x_axes) - 3
+    ctx.unify_all(x_axes[:lead], out[:lead])
+    window = ctx.algebra.new(prod(kernel))
+    ctx.algebra.unify_products([out[lead]], [x_axes[lead], window])
+    for atom in (window, *x_axes[lead + 1 :], *out[lead + 1 :]):
+        ctx.fact(atom, FactKind.POSITION, f"window of {ctx.describe()}")
+    return out
 
 
 def _spatial_rank(ctx: RuleContext) -> int:

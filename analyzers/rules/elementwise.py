@@ -41,6 +41,7 @@ register(
     aten.relu_.default,
     aten.silu_.default,
     aten.gelu_.default,
+    aten.multiply.Tensor,  # torch.multiply: mul's alias, not tagged pointwise (ConvBERT)
 )(broadcast)
 
 
