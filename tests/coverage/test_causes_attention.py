@@ -1,0 +1,59 @@
+"""Attention (head / KV-group) cuts the coverage sweep refused after the cut
+("the cut model no longer runs"), mended at their root: each architecture runs
+every stage of the sweep (bench/coverage.py); the stages the cause broke must
+pass, and no stage may return a mismatched model, crash or time out. Where a cut
+cannot be exact, the group is frozen up front with the reason, and the stage is
+a refusal that names the module (REFUSED)."""
+
+import pytest
+
+from tests.coverage.test_causes import architectures, check, coverage  # noqa: F401 - a fixture
+
+# model type -> the cause its row used to fail on, and the stages it broke
+CAUSES = {
+    # Kimi-style delta attention splits its fused q/k/v by [qkv_dim] * 3
+    "bailing_hybrid": ("q/k/v split by qkv_dim", ("kv-groups",)),
+    "kimi_linear": ("q/k/v split by qkv_dim", ("kv-groups",)),
+    # LeViT reshapes its heads' output by out_dim_projection (value heads are
+    # attention_ratio x key_dim wide, not head_dim)
+    "levit": ("heads' output width read from out_dim_projection", ("kv-groups",)),
+    # MobileViTV2's linear attention splits its qkv conv by [1, embed_dim, embed_dim]
+    "mobilevitv2": ("key/value channels read from embed_dim", ("widths", "prune")),
+    # MobileBERT's head concatenates a (0, vocab) weight: its vocab axis was cut alone
+    "mobilebert": ("an empty piece of a cat", ("widths", "prune")),
+    # view_as_complex of a slice of [kv_lora_rank | rope] rows needs even strides
+    "deepseek_v2": ("view_as_complex of a sliced tensor", ("prune",)),
+    # PVT: its position table is interpolated (positions, not units) and one-head
+    # attention reshapes by attention_head_size (frozen)
+    "pvt": ("interpolated position table, one head's width", ("widths", "hidden", "prune")),
+    # PVT-v2's attention reshapes by its input's channel count: frozen up front
+    "pvt_v2": ("widths tied to the input's channels", ("widths", "prune")),
+    # MRA's attention: query, key and value outputs frozen up front
+    "mra": ("mra2_attention", ("widths", "prune")),
+}
+
+# model type -> (stage refused up front, a words of its reason)
+REFUSED = {
+    "codegen": ("kv-groups", "CodeGenAttention"),  # a literal mp_num = 4
+    "big_bird": ("kv-groups", "BigBirdSelfAttention"),  # rebuilt from the config
+    "pvt_v2": ("kv-groups", "PvtV2SelfAttention"),  # reshaped by num_channels
+    "convbert": ("kv-groups", "ConvBertSelfAttention"),  # heads folded into the batch
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(CAUSES))
+def test_every_stage_passes(architectures, model_type):  # noqa: F811
+    check(architectures, model_type, *CAUSES[model_type])
+
+
+@pytest.mark.parametrize("model_type", sorted(REFUSED))
+def test_refused_up_front(architectures, model_type):  # noqa: F811
+    stage, named = REFUSED[model_type]
+    row = coverage.run_model(architectures[model_type], timeout=600)
+    assert coverage.buildable(row), row["stages"].get("build")
+    outcome = row["stages"][stage]
+    assert outcome["status"] == "refused", outcome
+    assert outcome["reason"].startswith("Frozen: "), outcome["reason"]
+    assert named in outcome["reason"], outcome["reason"]
+    bad = {s: r["reason"] for s, r in coverage.applicable(row).items() if s in coverage.failed(row)}
+    assert not bad, f"{model_type}: {bad}"
