@@ -38,6 +38,10 @@ FIXED_HEADS: dict[str, str] = {
         "conv_kernel_size, 1]) and concatenates those heads beside the attention's, both "
         "counted by num_attention_heads, which the graph shows as two unrelated axes"
     ),
+    "transformers.models.deepseek_v4.modeling_deepseek_v4.DeepseekV4Attention": (
+        "reshapes its heads into config.o_groups rows for its grouped output projection "
+        "(o_a_proj), so each group must lose the same heads and o_groups stays"
+    ),
     "timm.models.levit.Attention": (
         "reshapes its output to val_attn_dim and its bias table to a fixed head count"
     ),

@@ -238,6 +238,7 @@ def shrink(values: dict[str, Any]) -> dict[str, Any]:
     _shrink_kv_heads(out, values, heads_before)
     _complete_experts(out)
     _keep_mamba_heads(out, values)
+    _keep_head_groups(out, values)
     _keep_list_relations(out, values)
     _shrink_lists(out)
     _align_widths(out)
@@ -355,6 +356,21 @@ def _keep_mamba_heads(out: dict, before: dict) -> None:
             groups = before.get(prefix + "n_groups")  # B/C groups divide the heads
             if isinstance(groups, int) and groups > 0 and heads % groups:
                 out[prefix + "n_groups"] = math.gcd(heads, groups)
+
+
+# counts of groups of attention heads (DeepSeek-V4's grouped output projection
+# reshapes its heads into o_groups rows): they divided the heads, and still do
+HEAD_GROUPS = ("o_groups",)
+
+
+def _keep_head_groups(out: dict, before: dict) -> None:
+    heads_before, heads = before.get("num_attention_heads"), out.get("num_attention_heads")
+    if not isinstance(heads_before, int) or not isinstance(heads, int) or heads <= 0:
+        return
+    for name in HEAD_GROUPS:
+        groups = out.get(name)
+        if isinstance(groups, int) and groups > 0 and heads_before % groups == 0 and heads % groups:
+            out[name] = math.gcd(heads, groups)
 
 
 def _keep_list_relations(out: dict, before: dict) -> None:
