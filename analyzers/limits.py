@@ -80,6 +80,14 @@ TIED_WIDTHS: dict[str, tuple[tuple[str, ...] | None, str]] = {
         None,
         _BIG_BIRD,
     ),
+    # a dotted child: that module further down (RAFT's context encoder is of the same
+    # class as its feature encoder, and its channels are cut)
+    "torchvision.models.optical_flow.raft.RAFT": (
+        ("feature_encoder.conv:0",),
+        "divides its correlation volume by the square root of the feature maps' channel "
+        "count, read from their shape (CorrBlock), so the feature encoder's output width "
+        "is written into the result",
+    ),
 }
 
 
@@ -101,16 +109,21 @@ def freeze_fixed_heads(model: nn.Module, groups: Iterable[Group]) -> list[Group]
 
 def _tied(model: nn.Module, group: Group) -> str | None:
     for member in group.members:
-        path, _, child = member.module.rpartition(".")
-        if not path:
-            continue
-        module = model.get_submodule(path)
-        name = f"{type(module).__module__}.{type(module).__qualname__}"
-        if name in TIED_WIDTHS:
+        parts = member.module.split(".")
+        for depth in range(len(parts) - 1, -1, -1):  # the parent, then further up
+            path, child = ".".join(parts[:depth]), ".".join(parts[depth:])
+            module = model.get_submodule(path)
+            name = f"{type(module).__module__}.{type(module).__qualname__}"
+            if name not in TIED_WIDTHS:
+                continue
             children, why = TIED_WIDTHS[name]
-            if children is None or child in children or f"{child}:{member.dim}" in children:
+            if children is None:  # every parameter of its own children
+                tied = "." not in child
+            else:
+                tied = child in children or f"{child}:{member.dim}" in children
+            if tied:
                 return (
-                    f"module '{path}' ({type(module).__name__}) {why}: "
+                    f"module '{path or '<root>'}' ({type(module).__name__}) {why}: "
                     f"'{member.param}' cannot lose units"
                 )
     return None
@@ -127,5 +140,11 @@ def _fixed(model: nn.Module, group: Group) -> str | None:
             return (
                 f"module '{path}' ({type(module).__name__}) {FIXED_HEADS[name]}: its heads "
                 "cannot be removed; cut its MLP or channels instead"
+            )
+        if getattr(module, "attention_bias_cache", None):
+            return (
+                f"module '{path}' ({type(module).__name__}) reads its attention biases from "
+                "attention_bias_cache (filled by a forward in eval mode), so the graph does "
+                "not show them per head; empty it (model.train(); model.eval()) and analyze again"
             )
     return None
