@@ -141,10 +141,22 @@ def _fixed(model: nn.Module, group: Group) -> str | None:
                 f"module '{path}' ({type(module).__name__}) {FIXED_HEADS[name]}: its heads "
                 "cannot be removed; cut its MLP or channels instead"
             )
-        if getattr(module, "attention_bias_cache", None):
-            return (
-                f"module '{path}' ({type(module).__name__}) reads its attention biases from "
-                "attention_bias_cache (filled by a forward in eval mode), so the graph does "
-                "not show them per head; empty it (model.train(); model.eval()) and analyze again"
-            )
+    return _cached_biases(model, group)
+
+
+def _cached_biases(model: nn.Module, group: Group) -> str | None:
+    """LeViT caches its attention biases per device in eval mode: the graph reads
+    the cache, not ``attention_biases``, whose heads the cut would then miss."""
+    for member in group.members:
+        parts = member.module.split(".")
+        for depth in range(len(parts), 0, -1):
+            path = ".".join(parts[:depth])
+            module = model.get_submodule(path)
+            if getattr(module, "attention_bias_cache", None):
+                return (
+                    f"module '{path}' ({type(module).__name__}) reads its attention biases "
+                    "from attention_bias_cache (filled by a forward in eval mode), so the "
+                    "graph does not show them per head; empty it (model.train(); "
+                    "model.eval()) and analyze again"
+                )
     return None

@@ -112,6 +112,9 @@ def update_attributes(
         attention = {m.module.rpartition(".")[0] for m in cut.group.members}
         if cut.group.kind == GroupKind.HIDDEN:
             attention = set()
+        for module in modules:  # LeViT caches its biases per head in eval mode
+            if getattr(module, "attention_bias_cache", None):
+                tx.set(module, "attention_bias_cache", {})
         for old, new, names in _changes(cut, cuts):
             for path, module in zip(paths, modules, strict=True):
                 inner = path in attention or (
