@@ -14,9 +14,6 @@ CAUSES = {
     # Kimi-style delta attention splits its fused q/k/v by [qkv_dim] * 3
     "bailing_hybrid": ("q/k/v split by qkv_dim", ("kv-groups",)),
     "kimi_linear": ("q/k/v split by qkv_dim", ("kv-groups",)),
-    # LeViT reshapes its heads' output by out_dim_projection (value heads are
-    # attention_ratio x key_dim wide, not head_dim)
-    "levit": ("heads' output width read from out_dim_projection", ("kv-groups",)),
     # MobileViTV2's linear attention splits its qkv conv by [1, embed_dim, embed_dim]
     "mobilevitv2": ("key/value channels read from embed_dim", ("widths", "prune")),
     # MobileBERT's head concatenates a (0, vocab) weight: its vocab axis was cut alone
@@ -38,6 +35,11 @@ REFUSED = {
     "big_bird": ("kv-groups", "BigBirdSelfAttention"),  # rebuilt from the config
     "pvt_v2": ("kv-groups", "PvtV2SelfAttention"),  # reshaped by num_channels
     "convbert": ("kv-groups", "ConvBertSelfAttention"),  # heads folded into the batch
+    "deepseek_v4": ("kv-groups", "DeepseekV4Attention"),  # heads in config.o_groups rows
+    # the sweep runs a forward first: LeViT's eval-mode bias cache is filled, and the
+    # graph reads it instead of attention_biases (a fresh LeViT's heads are cut: its
+    # output width out_dim_projection is updated, its cache emptied)
+    "levit": ("kv-groups", "attention_bias_cache"),
 }
 
 
