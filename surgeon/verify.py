@@ -32,7 +32,7 @@ from surgeon.analyzers.capture import plain_output
 from surgeon.analyzers.checks import check_eval_mode
 from surgeon.analyzers.example_inputs import call_inputs
 from surgeon.analyzers.untouched import copy_keeping_modes, untouched
-from surgeon.errors import InputError
+from surgeon.errors import InputError, RewriteError
 from surgeon.plan.plan import Plan
 from surgeon.rewriters import GroupCut, ResolvedPlan, apply, resolve
 
@@ -159,14 +159,22 @@ def verify(
         part = Plan({cut.group.id: _units(cut) for cut in cuts}, plan.remove_blocks)
         return apply(original, part, analysis=analysis)
 
-    inexact = {}
-    for cut in resolved.cuts:
-        if not cut.group.mask_equivalent:  # its error alone (with the depth cut)
-            reference = MaskedReference(original, ResolvedPlan((cut,), resolved.blocks))
-            alone = _run(cut_for_real((cut,)), args, kwargs)
-            inexact[cut.group.id] = max(
-                c.max_rel for c in _check(_run(reference, args, kwargs), alone, tolerance)
-            )
+    def error_of(cuts: tuple[GroupCut, ...]) -> float:
+        """How far cutting ``cuts`` for real (with the depth cut) moves the outputs
+        from masking them: the error that is theirs by nature."""
+        reference = MaskedReference(original, ResolvedPlan(cuts, resolved.blocks))
+        real = _run(cut_for_real(cuts), args, kwargs)
+        return max(c.max_rel for c in _check(_run(reference, args, kwargs), real, tolerance))
+
+    inexact, together = {}, []
+    for cut in (c for c in resolved.cuts if not c.group.mask_equivalent):
+        try:  # its error alone
+            inexact[cut.group.id] = error_of((cut,))
+        except RewriteError:  # it cannot be cut alone (an encoder and decoder of
+            together.append(cut)  # one width): measured with the others of its kind
+    if together:
+        joint = error_of(tuple(c for c in resolved.cuts if not c.group.mask_equivalent))
+        inexact.update({cut.group.id: joint for cut in together})
     exact_ok = None
     if inexact and not all(o.ok for o in outputs):
         # pruned against the original with its inexact groups cut for real and

@@ -24,7 +24,7 @@ from torch import nn
 from surgeon.analyzers.names import ParameterNames
 from surgeon.checkpoint.config_file import write_config
 from surgeon.checkpoint.provenance import Provenance, remember
-from surgeon.errors import CaptureError, SurgeonError
+from surgeon.errors import CaptureError, PlanError, SurgeonError
 from surgeon.plan.plan import Plan
 
 __all__ = ["load", "read_manifest", "replay", "save", "write_description"]
@@ -176,7 +176,15 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
                 # control flow on tensor values (Longformer's global attention) is
                 # captured by running real values: a copy with weights in memory
                 analysis = analyze(_with_weights(model), inputs)
-        model = apply(model, plan, inplace=True, check=False, analysis=analysis)
+        try:
+            model = apply(model, plan, inplace=True, check=False, analysis=analysis)
+        except PlanError as error:
+            if "is frozen" not in str(error):
+                raise
+            # the skeleton's meta weights hid a value the original's capture knew
+            # (Falcon's rotary index): analysed again on a copy with weights
+            analysis = analyze(_with_weights(model), inputs)
+            model = apply(model, plan, inplace=True, check=False, analysis=analysis)
     provenance = Provenance.of(model)
     if provenance is not None:
         remember(

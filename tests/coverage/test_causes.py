@@ -45,6 +45,12 @@ CAUSES = {
     # a branch on tensor values (global attention?) is captured along the example
     # inputs by draft_export; surgeon.load re-analyses on a copy with weights
     "longformer": ("data-dependent control flow", ("analyze", "save-load", "prune")),
+    # verify measures each inexact group cut alone; an encoder and decoder that
+    # must share one width cannot be: measured together instead
+    "encoder-decoder": ("inexact groups that cannot be cut alone", ("hidden",)),
+    # surgeon.load: Falcon's attention looked frozen on the meta skeleton (a
+    # rotary index its weights hid): replayed on a copy with weights
+    "falcon": ("replay re-analysed with weights when a group looks frozen", ("save-load",)),
     # Llama 4's RoPE multiplies complex numbers
     "llama4_text": ("view_as_complex / view_as_real", ("kv-groups", "queries")),
 }
