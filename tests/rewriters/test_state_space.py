@@ -1,0 +1,75 @@
+"""Mamba-2 style mixers split their fused in_proj by widths computed at build time
+(intermediate_size, conv_dim, num_heads, n_groups * ssm_state_size) and reshape
+by head_dim and the gated norm's group_size: a cut of any level of the mixer's
+channels group updates every one of them, and the cut runs and verifies."""
+
+import pytest
+import torch
+import transformers as hf
+
+import surgeon
+
+
+def _mamba2(n_groups: int):
+    config = hf.Mamba2Config(
+        vocab_size=128,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_heads=8,
+        head_dim=8,
+        expand=2,
+        state_size=8,
+        n_groups=n_groups,
+        chunk_size=16,
+    )
+    torch.manual_seed(0)
+    return hf.Mamba2ForCausalLM(config).eval()
+
+
+def _cut(model, level: int):
+    analysis = surgeon.analyze(model)
+    (group,) = analysis.by_kind("channels")
+    kept = {lv.name: list(range(lv.size)) for lv in group.levels}
+    name = group.levels[level].name
+    kept[name] = kept[name][::2]
+    from surgeon.rewriters.resolve import units_of
+
+    plan = surgeon.Plan.for_analysis(analysis, {group.id: units_of(kept, group)})
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    report = surgeon.verify(model, pruned, plan, analysis=analysis)
+    return group, pruned.backbone.layers[0].mixer, report
+
+
+def _consistent(mixer):
+    assert mixer.intermediate_size == mixer.num_heads * mixer.head_dim
+    assert mixer.conv_dim == mixer.intermediate_size + 2 * mixer.n_groups * mixer.ssm_state_size
+    assert mixer.norm.group_size == mixer.intermediate_size // mixer.n_groups
+    assert mixer.in_proj.out_features == mixer.intermediate_size + mixer.conv_dim + mixer.num_heads
+
+
+@pytest.mark.parametrize(
+    ("level", "exact", "sizes"),
+    [
+        (0, True, (4, 8, 8)),  # heads (one B/C group each)
+        (1, False, (8, 4, 8)),  # head_dim: the gated norm's groups lose channels
+        (2, True, (8, 8, 4)),  # the state
+    ],
+)
+def test_mamba2_one_group_per_head(level, exact, sizes):
+    group, mixer, report = _cut(_mamba2(n_groups=8), level)
+    assert [lv.size for lv in group.levels] == [8, 8, 8]
+    assert (mixer.num_heads, mixer.head_dim, mixer.ssm_state_size) == sizes
+    assert mixer.n_groups == mixer.num_heads
+    _consistent(mixer)
+    assert report.ok == exact, report
+    if not exact:
+        assert group.id in report.inexact
+
+
+def test_mamba2_heads_within_groups():
+    # 2 B/C groups of 4 heads: levels groups x heads per group x head_dim x state
+    group, mixer, report = _cut(_mamba2(n_groups=2), 1)
+    assert [lv.size for lv in group.levels] == [2, 4, 8, 8]
+    assert (mixer.n_groups, mixer.num_heads, mixer.norm.group_size) == (2, 4, 16)
+    _consistent(mixer)
+    assert set(report.inexact) <= {group.id}  # the gated norm spans a group's heads
