@@ -90,6 +90,8 @@ def example_inputs(model: nn.Module) -> tuple[tuple, dict[str, Any]]:
         kwargs["pixel_values"] = _pixels(config, device, _float_dtype_of(model))
     elif main_input in ("input_ids", "inputs_embeds"):
         kwargs["input_ids"] = _token_ids(config, device)
+    elif main_input == "inputs" and _has_vocabulary(config):  # Perceiver's text models
+        kwargs["inputs"] = _token_ids(config, device)
     else:
         raise InputError(
             f"cannot derive example inputs for {type(model).__name__} (main input "
@@ -118,9 +120,16 @@ def _token_ids(config, device: torch.device) -> torch.Tensor:
     vocab = int(getattr(text, "vocab_size", 0) or 0)
     if vocab <= 0:
         raise InputError("the config has no vocab_size to draw example token ids from")
+    # a decoder over parallel audio codebooks (MusicGen) reads one row per codebook
+    rows = BATCH * int(getattr(text, "num_codebooks", 1) or 1)
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, vocab, (BATCH, SEQUENCE), generator=generator)
+    ids = torch.randint(0, vocab, (rows, SEQUENCE), generator=generator)
     return ids.to(device)
+
+
+def _has_vocabulary(config) -> bool:
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(getattr(text, "vocab_size", 0) or 0) > 0
 
 
 def _pixels(config, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

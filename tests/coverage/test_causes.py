@@ -51,6 +51,8 @@ CAUSES = {
     # surgeon.load: Falcon's attention looked frozen on the meta skeleton (a
     # rotary index its weights hid): replayed on a copy with weights
     "falcon": ("replay re-analysed with weights when a group looks frozen", ("save-load",)),
+    # derived inputs: a decoder over parallel codebooks reads one row per codebook
+    "musicgen": ("input_ids of batch x num_codebooks rows", ("analyze", "widths", "prune")),
     # Llama 4's RoPE multiplies complex numbers
     "llama4_text": ("view_as_complex / view_as_real", ("kv-groups", "queries")),
 }
