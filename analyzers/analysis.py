@@ -18,7 +18,7 @@ from .dispatched import has_accelerate_hooks, meta_skeleton, to_meta
 from .example_inputs import example_inputs, normalise_inputs
 from .grouping import form_groups
 from .groups import Block, Group
-from .limits import freeze_fixed_heads
+from .limits import freeze_fixed_heads, without_bias_caches
 from .names import ParameterNames
 from .propagate import propagate
 from .sizes import ModelSize
@@ -78,7 +78,8 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         analysis = analyze(parts, (parts.inputs, {}))
         names = ", ".join(parts.names)
         return replace(analysis, model_class=f"{parts.model_class} ({names})", parts=parts)
-    captured = capture(model, args, kwargs)
+    with without_bias_caches(model):
+        captured = capture(model, args, kwargs)
     coupling = propagate(captured)
     names = ParameterNames(model)
     coupling.params = {names.canonical(n): axes for n, axes in coupling.params.items()}

@@ -11,14 +11,15 @@ never picks it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 from torch import nn
 
 from .groups import Group, GroupKind
 
-__all__ = ["FIXED_HEADS", "TIED_WIDTHS", "freeze_fixed_heads"]
+__all__ = ["FIXED_HEADS", "TIED_WIDTHS", "freeze_fixed_heads", "without_bias_caches"]
 
 _SWIN = (
     "computes its head width as C // num_heads from its input's channels, so with fewer "
@@ -141,22 +142,21 @@ def _fixed(model: nn.Module, group: Group) -> str | None:
                 f"module '{path}' ({type(module).__name__}) {FIXED_HEADS[name]}: its heads "
                 "cannot be removed; cut its MLP or channels instead"
             )
-    return _cached_biases(model, group)
-
-
-def _cached_biases(model: nn.Module, group: Group) -> str | None:
-    """LeViT caches its attention biases per device in eval mode: the graph reads
-    the cache, not ``attention_biases``, whose heads the cut would then miss."""
-    for member in group.members:
-        parts = member.module.split(".")
-        for depth in range(len(parts), 0, -1):
-            path = ".".join(parts[:depth])
-            module = model.get_submodule(path)
-            if getattr(module, "attention_bias_cache", None):
-                return (
-                    f"module '{path}' ({type(module).__name__}) reads its attention biases "
-                    "from attention_bias_cache (filled by a forward in eval mode), so the "
-                    "graph does not show them per head; empty it (model.train(); "
-                    "model.eval()) and analyze again"
-                )
     return None
+
+
+@contextmanager
+def without_bias_caches(model: nn.Module) -> Iterator[None]:
+    """Capture with LeViT's eval-mode ``attention_bias_cache`` empty (restored
+    after), so the graph indexes ``attention_biases`` per head, not the cache."""
+    saved = []
+    for module in model.modules():
+        cache = getattr(module, "attention_bias_cache", None)
+        if isinstance(cache, dict) and cache:
+            saved.append((module, cache))
+            module.attention_bias_cache = {}
+    try:
+        yield
+    finally:
+        for module, cache in saved:
+            module.attention_bias_cache = cache
