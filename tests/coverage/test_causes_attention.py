@@ -36,10 +36,6 @@ REFUSED = {
     "pvt_v2": ("kv-groups", "PvtV2SelfAttention"),  # reshaped by num_channels
     "convbert": ("kv-groups", "ConvBertSelfAttention"),  # heads folded into the batch
     "deepseek_v4": ("kv-groups", "DeepseekV4Attention"),  # heads in config.o_groups rows
-    # the sweep runs a forward first: LeViT's eval-mode bias cache is filled, and the
-    # graph reads it instead of attention_biases (a fresh LeViT's heads are cut: its
-    # output width out_dim_projection is updated, its cache emptied)
-    "levit": ("kv-groups", "attention_bias_cache"),
 }
 
 
