@@ -36,6 +36,9 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "GPTBigCodeAttention": ("num_heads", "embed_dim", "kv_dim", "num_key_value_groups"),
         "Gemma3Attention": ("num_key_value_groups",),
         "Gemma3MLP": ("intermediate_size",),
+        # value heads attention_ratio x key_dim wide; key_dim is a per-head width
+        "LevitAttention": ("num_attention_heads", "out_dim_projection"),
+        "LevitAttentionSubsample": ("num_attention_heads", "out_dim_projection"),
         "LlamaAttention": ("num_key_value_groups",),
         "LlamaMLP": ("intermediate_size",),
         "MambaMixer": ("ssm_state_size", "time_step_rank"),
