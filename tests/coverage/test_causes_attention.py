@@ -14,6 +14,9 @@ CAUSES = {
     # Kimi-style delta attention splits its fused q/k/v by [qkv_dim] * 3
     "bailing_hybrid": ("q/k/v split by qkv_dim", ("kv-groups",)),
     "kimi_linear": ("q/k/v split by qkv_dim", ("kv-groups",)),
+    # LeViT reshapes its heads' output by out_dim_projection (value heads are
+    # attention_ratio x key_dim wide); analyze empties its eval-mode bias cache
+    "levit": ("out_dim_projection, attention_bias_cache", ("kv-groups", "save-load")),
     # MobileViTV2's linear attention splits its qkv conv by [1, embed_dim, embed_dim]
     "mobilevitv2": ("key/value channels read from embed_dim", ("widths", "prune")),
     # MobileBERT's head concatenates a (0, vocab) weight: its vocab axis was cut alone
