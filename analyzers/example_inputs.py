@@ -31,9 +31,21 @@ def without_cache(model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any]:
     values, whose head axes a cut changes by design; a model that builds one
     returns it beside its outputs (an object capture cannot return and a check
     should not compare), so the analysis and the checks run without it."""
-    if "use_cache" in kwargs or not _takes(model, "use_cache"):
+    if "use_cache" in kwargs or not (_takes(model, "use_cache") or _passes_config_flags(model)):
         return kwargs
     return {**kwargs, "use_cache": False}
+
+
+def _passes_config_flags(model: nn.Module) -> bool:
+    """A Hugging Face model whose forward takes ``**kwargs`` and whose config has
+    ``use_cache`` reads the flag from them (GraniteMoeHybrid)."""
+    if not hasattr(getattr(model, "config", None), "use_cache"):
+        return False
+    try:
+        parameters = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _takes(model: nn.Module, name: str) -> bool:

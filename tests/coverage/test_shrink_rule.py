@@ -37,14 +37,16 @@ BUILDS = {
     "textnet": "stem_out_channels tied to the stage widths",
     "hgnet_v2": "stem and stage channels tied to the stage widths, at least 8 wide",
     "xmod": "default_language left None: the first of languages",
+    # an all-Mamba default: runs once use_cache=False reaches its **kwargs
+    "granitemoehybrid": "Mamba-2 heads kept",
 }
 
 # model types whose own forward fails on what transformers' default config
 # leaves (the shrunk config is consistent: these build with the rules above,
-# DBRX's rope_theta completed, GraniteMoeHybrid's Mamba-2 heads kept)
+# DBRX's rope_theta completed)
 OWN_FORWARD_FAILS = {
     "dbrx": "clip_qkv None reaches torch.clamp",
-    "granitemoehybrid": "an all-Mamba default: the model's own cache has no attention layer",
+    "shieldgemma2": "reads two logits by the full vocabulary's token ids",
 }
 
 
