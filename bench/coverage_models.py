@@ -133,7 +133,7 @@ SCALARS: dict[str, int] = {
     "n_positions": POSITIONS,
     "image_size": IMAGE,
 }
-LAYER_NAMES = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
+LAYER_NAMES = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "num_layers_per_stack")
 KV_NAMES = ("num_key_value_heads", "num_kv_heads", "n_kv_heads", "multi_query_group_num")
 TOKEN_IDS = (
     "pad_token_id",
