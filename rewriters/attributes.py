@@ -109,22 +109,23 @@ def update_attributes(
         paths = _owner_paths(cut.group)
         # the module holding the projections: where a head width named like the
         # hidden size (embed_dim) is the heads' width
-        attention = {m.module.rpartition(".")[0] for m in cut.group.members}
+        holders = {m.module.rpartition(".")[0] for m in cut.group.members}
         if cut.group.kind == GroupKind.HIDDEN:
-            attention = set()
+            holders = set()
         for module in modules:  # LeViT caches its biases per head in eval mode
             if getattr(module, "attention_bias_cache", None):
                 tx.set(module, "attention_bias_cache", {})
         for old, new, names in _changes(cut, cuts):
             for path, module in zip(paths, modules, strict=True):
-                inner = path in attention or (
+                inner = path in holders or (
                     cut.group.kind == GroupKind.CHANNELS and lists(module, "embed_dim")
                 )
                 set_width_attributes(module, path, names, old, new, tx, inner)
         if cut.group.kind == GroupKind.ATTENTION:
             (kv, q), (kv2, q2), head_dim = attention_sizes(cut)
-            named = [(path, model.get_submodule(path)) for path in _owner_paths(cut.group)]
-            update_pattern_layers(named, (kv * q, kv2 * q2), (kv, kv2), head_dim, tx)
+            update_pattern_layers(
+                list(zip(paths, modules, strict=True)), (kv * q, kv2 * q2), (kv, kv2), head_dim, tx
+            )
         if config is not None and not uniform:
             _per_module_configs(cut, modules, config, tx, copies)
     if config is not None:
