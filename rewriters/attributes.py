@@ -67,9 +67,11 @@ _WIDTH_ATTRS = {
     # only where the table lists it (MobileViTV2's linear attention splits its fused
     # qkv conv by embed_dim, the width of its key and value channels)
     GroupKind.CHANNELS: ("embed_dim",),
-    # input_size: GraniteMoE's experts reshape their output by it; dim_norm: CPM-Ant's norm
+    # input_size: GraniteMoE's experts reshape their output by it; dim_norm: CPM-Ant's norm;
+    # hidden_size_per_layer_input: Gemma-4 splits its per-layer embedding stream by it
     GroupKind.HIDDEN: (
         "hidden_size",
+        "hidden_size_per_layer_input",
         "hidden_dim",
         "d_model",
         "embed_dim",
@@ -83,8 +85,10 @@ _WIDTH_ATTRS = {
 # sparse-attention indexer reshapes its queries by ``n_heads``) is counted by these
 _HEAD_COUNTS = ("n_heads", "num_heads", "num_attention_heads", "heads")
 _HEAD_WIDTHS = ("embed_dim", "all_head_size", "inner_dim")
-# read as the heads' output width by LeViT's attention (reshapes by it)
-_MEMBER_WIDTHS = ("out_dim_projection",)
+# a projection's own width (heads x its per-head width), read by the code: LeViT's
+# attention reshapes its heads' output by out_dim_projection; xLSTM's mLSTM splits
+# its fused projection by qk_dim and v_dim and checks its output against v_dim
+_MEMBER_WIDTHS = ("out_dim_projection", "qk_dim", "v_dim")
 
 
 def update_attributes(

@@ -42,6 +42,7 @@ register(
     aten.silu_.default,
     aten.gelu_.default,
     aten.multiply.Tensor,  # torch.multiply: mul's alias, not tagged pointwise (ConvBERT)
+    aten.log_sigmoid.default,  # composite, not tagged pointwise (xLSTM's gates)
 )(broadcast)
 
 
