@@ -76,10 +76,13 @@ def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
             failed_in = where.get("module")
             if _data_dependent(export_error) and _real(model, args, kwargs):
                 try:
-                    with untouched(model), _plain_outputs(model):
+                    with untouched(model), _plain_outputs(model), innermost_module(model) as where:
                         return _export(model, args, kwargs, draft=True)
                 except Exception as draft_error:  # noqa: BLE001 - the trace is tried next
                     log.debug("draft export of %s failed: %s", type(model).__name__, draft_error)
+                    # it got past the branch on values, running the inputs for real: where
+                    # it stopped (a reshape that no longer fits) is the cause to name
+                    export_error, failed_in = draft_error, where.get("module")
             try:
                 with untouched(model):
                     return _symbolic_trace(model, args, kwargs)

@@ -56,6 +56,10 @@ _PVT_V2 = (
     "reshapes its heads' output and its spatially reduced keys by num_channels, read from "
     "its input's shape, so every width inside it is the hidden size"
 )
+_INPUT_WIDTH = (
+    "reshapes its heads' output to embed_dim read from its input's shape, so the heads' "
+    "total width is the hidden size"
+)
 _BIG_BIRD = (
     "is rebuilt from the config when BigBirdAttention switches attention_type (sequences "
     "too short for block_sparse), with hidden_size // num_attention_heads wide heads"
@@ -71,6 +75,11 @@ TIED_WIDTHS: dict[str, tuple[tuple[str, ...] | None, str]] = {
         "so the reduction's input and output widths are both the hidden size",
     ),
     "transformers.models.big_bird.modeling_big_bird.BigBirdSelfAttention": (None, _BIG_BIRD),
+    # embed_dim = hidden_states.size(-1) ... attn_output.reshape(bsz, tgt_len, embed_dim)
+    "transformers.models.fsmt.modeling_fsmt.Attention": (None, _INPUT_WIDTH),
+    "transformers.models.led.modeling_led.LEDDecoderAttention": (None, _INPUT_WIDTH),
+    "transformers.models.trocr.modeling_trocr.TrOCRAttention": (None, _INPUT_WIDTH),
+    "transformers.models.groupvit.modeling_groupvit.GroupViTAttention": (None, _INPUT_WIDTH),
     # "child:dim": only that axis of the child's parameters (their input is the hidden size)
     "transformers.models.mra.modeling_mra.MraSelfAttention": (
         ("query:0", "key:0", "value:0"),

@@ -142,3 +142,19 @@ def test_tied_width_entries_name_real_classes():
         if importlib.util.find_spec(module.partition(".")[0]) is None:
             continue  # a library this environment lacks (torchvision beside the main torch)
         assert hasattr(importlib.import_module(module), cls), name
+
+
+def test_heads_reshaped_to_the_inputs_width_are_frozen_up_front():
+    # TrOCRAttention: bsz, tgt_len, embed_dim = hidden_states.size() ... reshape(bsz,
+    # tgt_len, embed_dim): fewer heads no longer fill the input's width
+    from transformers import TrOCRConfig, TrOCRForCausalLM
+
+    config = TrOCRConfig(
+        vocab_size=32, d_model=16, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=24
+    )
+    model = TrOCRForCausalLM(config).eval()
+    analysis = surgeon.analyze(model)
+    attention = analysis.by_kind("attention")
+    assert attention and all("embed_dim read from its input" in g.frozen for g in attention)
+    assert all(g.frozen for g in analysis.by_kind("hidden"))
+    assert [g.kind for g in analysis.prunable] == ["mlp"]

@@ -2,6 +2,7 @@
 attention?") stops torch.export; the capture then runs the example inputs for
 real (torch.export.draft_export), follows their branch, and says so."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -34,3 +35,30 @@ def test_a_branch_on_values_is_captured_along_the_examples_and_named():
     pruned = surgeon.apply(model, plan, analysis=analysis)
     assert pruned.up.out_features == 8
     assert surgeon.verify(model, pruned, plan, analysis=analysis, inputs=x).ok
+
+
+class Narrow(nn.Module):
+    def forward(self, h):
+        return h.reshape(h.shape[0], 7)  # a width written in the code: 16 does not fit
+
+
+class BranchThenBroken(Branchy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.narrow = Narrow()
+
+    def forward(self, x):
+        h = self.up(x)
+        if (x[:, 0] > 0).any():
+            h = h * 2
+        return self.narrow(h)
+
+
+def test_a_run_past_the_branch_names_where_it_stopped():
+    # the draft export ran the inputs past the branch: its failure is the cause to
+    # name (the post-cut check reports it), not export's stop at the branch
+    model = BranchThenBroken().eval()
+    with pytest.raises(surgeon.CaptureError) as caught:
+        surgeon.analyze(model, inputs=torch.randn(4, 8))
+    assert caught.value.module == "narrow"
+    assert "shape '[4, 7]' is invalid" in caught.value.cause
