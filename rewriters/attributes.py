@@ -19,7 +19,13 @@ from torch import nn
 
 from surgeon.analyzers import Analysis, Group, GroupKind
 
-from .attribute_table import lists, set_width_attributes
+from .attribute_table import (
+    check_compared,
+    compared_widths,
+    head_widths,
+    lists,
+    set_width_attributes,
+)
 from .config_fields import attention_sizes, final_size, set_head_fields, update_width_fields
 from .patterns import update_pattern_layers
 from .resolve import GroupCut
@@ -54,8 +60,10 @@ _ATTENTION_ATTRS: dict[str, Callable[[int, int, int], int]] = {
 _WIDTH_ATTRS = {
     # kv_lora_rank: MLA splits its compressed KV by it (DeepSeek-V2/V3)
     # Mamba splits x_proj's output by time_step_rank and ssm_state_size
+    # hidden_size_output: Hiera's last stage, one layer wide, is a stream of one block
     GroupKind.MLP: (
         "intermediate_size",
+        "hidden_size_output",
         "ffn_dim",
         "intermediate_dim",
         "kv_lora_rank",
@@ -72,6 +80,7 @@ _WIDTH_ATTRS = {
     GroupKind.HIDDEN: (
         "hidden_size",
         "hidden_size_per_layer_input",
+        "hidden_size_output",  # HieraLayer: its stage's width (projects when it differs)
         "hidden_dim",
         "d_model",
         "embed_dim",
@@ -87,8 +96,12 @@ _HEAD_COUNTS = ("n_heads", "num_heads", "num_attention_heads", "heads")
 _HEAD_WIDTHS = ("embed_dim", "all_head_size", "inner_dim")
 # a projection's own width (heads x its per-head width), read by the code: LeViT's
 # attention reshapes its heads' output by out_dim_projection; xLSTM's mLSTM splits
-# its fused projection by qk_dim and v_dim and checks its output against v_dim
-_MEMBER_WIDTHS = ("out_dim_projection", "qk_dim", "v_dim")
+# its fused projection by qk_dim and v_dim and checks its output against v_dim;
+# Hiera's mask-unit attention reshapes its heads' output by hidden_size_output
+_MEMBER_WIDTHS = ("out_dim_projection", "qk_dim", "v_dim", "hidden_size_output")
+# the channels of a single head (an attention of one head, its q, k and v fused in
+# one group): its head_dim and its heads' width, set on that attention alone (Hiera)
+_ONE_HEAD_WIDTHS = ("head_dim", *_MEMBER_WIDTHS)
 
 
 def update_attributes(
@@ -108,6 +121,7 @@ def update_attributes(
     attention = [g for g in survivors if g.kind == GroupKind.ATTENTION]
     uniform = len({final_size(g, by_id.get(g.id)) for g in attention}) <= 1
     copies: dict[int, object] = {}
+    compared = compared_widths(model)
     for cut in cuts:
         modules = _owners(model, cut.group)
         paths = _owner_paths(cut.group)
@@ -124,7 +138,12 @@ def update_attributes(
                 inner = path in holders or (
                     cut.group.kind == GroupKind.CHANNELS and lists(module, "embed_dim")
                 )
-                set_width_attributes(module, path, names, old, new, tx, inner)
+                if names is _ONE_HEAD_WIDTHS and not (inner and _one_head(module)):
+                    continue
+                own = names  # a heads' width of this class only in a head cut
+                if not (inner and names in (_MEMBER_WIDTHS, _ONE_HEAD_WIDTHS)):
+                    own = [n for n in names if n not in head_widths(module)]
+                set_width_attributes(module, path, own, old, new, tx, inner)
         if cut.group.kind == GroupKind.ATTENTION:
             (kv, q), (kv2, q2), head_dim = attention_sizes(cut)
             update_pattern_layers(
@@ -132,6 +151,7 @@ def update_attributes(
             )
         if config is not None and not uniform:
             _per_module_configs(cut, modules, config, tx, copies)
+    check_compared(compared)
     if config is not None:
         update_width_fields(config, survivors, cuts, tx, model)
 
@@ -178,6 +198,7 @@ def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
     else:
         if group.kind in _WIDTH_ATTRS and len(group.levels) == 1:
             yield group.size, cut.kept_size(group.levels[0].name), _WIDTH_ATTRS[group.kind]
+            yield group.size, cut.kept_size(group.levels[0].name), _ONE_HEAD_WIDTHS
         for level in group.levels:
             kept = cut.kept_size(level.name)
             headed = [m for m in group.members if _heads_of(m.layout, level.name)]
@@ -189,6 +210,11 @@ def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
                     yield old, new, _HEAD_WIDTHS
         # a Mamba-2 style mixer splits its fused in_proj by widths it computed
         yield from state_space_changes(cut, cuts)
+
+
+def _one_head(module: nn.Module) -> bool:
+    """An attention of a single head (its head count an attribute equal to 1)."""
+    return any(getattr(module, name, None) == 1 for name in _HEAD_COUNTS)
 
 
 def _heads_of(layout, level: str) -> bool:

@@ -32,7 +32,7 @@ CONFIG_FIELDS = {
     GroupKind.MLP: ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size"),
     GroupKind.EXPERT_MLP: ("moe_intermediate_size", "intermediate_size"),
     GroupKind.EXPERTS: ("num_local_experts", "num_experts"),
-    GroupKind.HIDDEN: ("hidden_size", "n_embd", "d_model"),
+    GroupKind.HIDDEN: ("hidden_size", "n_embd", "d_model", "hidden_size_per_layer_input"),
 }
 # config fields holding a head count: of query heads (True) or of KV heads (False)
 HEAD_FIELDS = {
@@ -50,12 +50,25 @@ PER_LAYER_FIELDS = ("layer_types",)
 
 def set_head_fields(config, old, new, head_dim, tx) -> None:
     (kv, q), (kv2, q2) = old, new
-    if getattr(config, "head_dim", None) in (None, 0) and hasattr(config, "num_attention_heads"):
+    if _read(config, "head_dim") in (None, 0) and _read(config, "num_attention_heads") is not None:
         tx.set(config, "head_dim", head_dim)
     for name, queries in HEAD_FIELDS.items():
         value, fresh = (kv * q, kv2 * q2) if queries else (kv, kv2)
-        if getattr(config, name, None) == value:
+        if _read(config, name) == value:
             tx.set(config, name, fresh)
+
+
+_PER_LAYER = object()  # equal to no width, never None: held, but by each layer's config
+
+
+def _read(config, name: str):
+    """A config field (None when absent); ``_PER_LAYER`` where the config refuses to
+    give one value for every layer (a per-layer attribute of a heterogeneous config,
+    Gemma-4's head_dim): it is neither updated nor derived from the global fields."""
+    try:
+        return getattr(config, name, None)
+    except RuntimeError:  # transformers' AmbiguousGlobalPerLayerAttributeError
+        return _PER_LAYER
 
 
 def update_width_fields(
@@ -74,21 +87,29 @@ def update_width_fields(
 
 
 def _update_kind(text, kind: GroupKind, groups: list[Group], by_id, tx: Transaction) -> None:
-    finals = {final_size(g, by_id.get(g.id)) for g in groups}
-    if len(finals) != 1:
-        return  # non-uniform: the config cannot describe every layer
-    (final,) = finals
     if kind == GroupKind.ATTENTION:
-        old = (groups[0].kv_heads, groups[0].q_per_kv)
-        set_head_fields(text, old, final, groups[0].head_dim or 1, tx)
+        finals = {final_size(g, by_id.get(g.id)) for g in groups}
+        if len(finals) == 1:  # else non-uniform: the config cannot describe every layer
+            old = (groups[0].kv_heads, groups[0].q_per_kv)
+            set_head_fields(text, old, finals.pop(), groups[0].head_dim or 1, tx)
         return
-    old = groups[0].size
-    names = [n for n in CONFIG_FIELDS[kind] if getattr(text, n, None) == old]
-    if not names and kind == GroupKind.MLP:
-        # a field left None means "derived" (GPT-2's n_inner: 4 x n_embd):
-        # the cut width is written explicitly instead
-        names = [n for n in CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
-    for name in names:
+    # groups of one kind but of different widths are different fields (Gemma-4's
+    # residual stream is hidden_size wide, its per-layer inputs hidden_size_per_layer_input):
+    # each width is updated where every group of that width ends the same
+    by_old: dict[int, set] = {}
+    for group in groups:
+        by_old.setdefault(group.size, set()).add(final_size(group, by_id.get(group.id)))
+    changes = []  # all names first: one update never feeds the next
+    for old, finals in by_old.items():
+        if len(finals) != 1:
+            continue  # non-uniform: the config cannot describe every layer
+        names = [n for n in CONFIG_FIELDS[kind] if _read(text, n) == old]
+        if not names and kind == GroupKind.MLP and len(by_old) == 1:
+            # a field left None means "derived" (GPT-2's n_inner: 4 x n_embd):
+            # the cut width is written explicitly instead
+            names = [n for n in CONFIG_FIELDS[kind] if n in vars(text) and vars(text)[n] is None]
+        changes.extend((name, *finals) for name in names)
+    for name, final in changes:
         if kind == GroupKind.HIDDEN:
             _pin_head_dim(text, tx)
         tx.set(text, name, final)
@@ -141,8 +162,9 @@ def final_size(group: Group, cut: GroupCut | None):
 
 def _pin_head_dim(config, tx: Transaction) -> None:
     """A config deriving head_dim from hidden_size must keep it when hidden shrinks."""
-    heads = getattr(config, "num_attention_heads", None)
-    if getattr(config, "head_dim", None) in (None, 0) and heads:
+    heads = _read(config, "num_attention_heads")
+    # per-stage lists (Swin-V2's num_heads) derive no head_dim from hidden_size
+    if _read(config, "head_dim") in (None, 0) and isinstance(heads, int) and heads:
         tx.set(config, "head_dim", config.hidden_size // heads)
 
 

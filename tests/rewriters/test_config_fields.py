@@ -37,3 +37,32 @@ def test_ragged_widths_leave_the_config_at_the_original_width():
     keep = {"mlp@model.layers.0.mlp": list(range(40)), "mlp@model.layers.2.mlp": list(range(56))}
     pruned = surgeon.apply(model, surgeon.Plan.for_analysis(analysis, keep), analysis=analysis)
     assert pruned.config.intermediate_size == 96
+
+
+def test_hidden_groups_of_different_widths_update_their_own_fields():
+    """Gemma-4 carries per-layer inputs beside its residual stream: a hidden group
+    hidden_size_per_layer_input wide, which its model reshapes by. Its config is
+    heterogeneous (full-attention layers have their own head_dim), which refuses
+    reads of head_dim as one value for every layer."""
+    config = hf.Gemma4TextConfig(
+        vocab_size=64,
+        vocab_size_per_layer_input=64,
+        hidden_size=32,
+        hidden_size_per_layer_input=16,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        global_head_dim=32,
+        layer_types=["sliding_attention", "full_attention"],
+    )
+    model = hf.Gemma4ForCausalLM(config).eval()
+    analysis = surgeon.analyze(model)
+    (per_layer,) = [g for g in analysis.by_kind("hidden") if g.size == 16]
+    plan = surgeon.Plan.for_analysis(analysis, {per_layer.id: list(range(0, 16, 2))})
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    assert (pruned.config.hidden_size, pruned.config.hidden_size_per_layer_input) == (32, 8)
+    assert pruned.model.hidden_size_per_layer_input == 8
+    rebuilt = hf.Gemma4ForCausalLM(hf.Gemma4TextConfig.from_dict(pruned.config.to_dict()))
+    assert shapes(rebuilt) == shapes(pruned)
