@@ -13,7 +13,8 @@ Falcon-H1). Each of those attributes is a size the layouts give:
 * counts (``num_heads``, ``n_groups``): the leading levels of a plain
   (unfused) member's product, heads x head_dim;
 * ``head_dim``: the trailing level of that product, ``group_size`` any of its
-  trailing products (the whole width when there is one B/C group);
+  trailing products (the whole width when there is one B/C group); Zamba's
+  ``mamba_head_dim`` likewise, its head count fixed (the group is the head_dim);
 * ``intermediate_size``: a plain member's width, ``conv_dim`` a fused one's;
 * ``ssm_state_size``: a level that only the fused members carry (B and C).
 
@@ -35,7 +36,7 @@ from .resolve import GroupCut
 __all__ = ["delta_net_changes", "fused_width_changes", "state_space_changes"]
 
 _COUNTS = ("num_heads", "n_groups")
-_TRAILING = ("head_dim",)
+_TRAILING = ("head_dim", "mamba_head_dim")
 _GROUP_WIDTHS = ("group_size",)
 _PLAIN_WIDTHS = ("intermediate_size", "group_size")
 _FUSED_WIDTHS = ("conv_dim",)
@@ -80,9 +81,10 @@ def state_space_changes(
     for layout in widest:
         add(_PLAIN_WIDTHS, layout.size, len(layout.indices(cut.kept)))
         parts = layout.parts if layout.kind == "product" else ()
+        if len(parts) >= 2 and parts[-1].kind == "unit":  # Zamba's heads are not cut
+            add(_TRAILING, *size(parts[-1:]))
         if len(parts) < 2 or any(p.kind != "unit" for p in parts):
             continue
-        add(_TRAILING, *size(parts[-1:]))
         for j in range(1, len(parts)):
             add(_COUNTS, *size(parts[:j]))
             add(_GROUP_WIDTHS, *size(parts[j:]))

@@ -73,3 +73,31 @@ def test_mamba2_heads_within_groups():
     assert (mixer.n_groups, mixer.num_heads, mixer.norm.group_size) == (2, 4, 16)
     _consistent(mixer)
     assert set(report.inexact) <= {group.id}  # the gated norm spans a group's heads
+
+
+def test_zamba_mixer_head_dim_state_and_time_step_cut_exactly():
+    """Zamba's mixer runs n_mamba_heads Mamba heads side by side: its head count is
+    fixed, the head_dim (mamba_head_dim), the state and the time step rank are cut
+    (the per-head x_proj is a 3-d parameter, so they are channels groups)."""
+    config = hf.ZambaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=1,
+        n_mamba_heads=2,
+        mamba_d_state=8,
+        mamba_dt_rank=6,
+        layer_types=["linear_attention"],
+    )
+    torch.manual_seed(0)
+    model = hf.ZambaForCausalLM(config).eval()
+    analysis = surgeon.analyze(model)
+    groups = analysis.by_kind("channels")
+    assert sorted(g.size for g in groups) == [6, 8, 32]
+    keep = {g.id: list(range(0, g.size, 2)) for g in groups}
+    plan = surgeon.Plan.for_analysis(analysis, keep)
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    report = surgeon.verify(model, pruned, plan, analysis=analysis)
+    assert report.ok, report
+    mixer = pruned.model.layers[0].mamba
+    assert (mixer.n_mamba_heads, mixer.mamba_head_dim, mixer.intermediate_size) == (2, 16, 32)
+    assert (mixer.ssm_state_size, mixer.time_step_rank) == (4, 3)
