@@ -233,7 +233,9 @@ class _GroupBuilder:
         pins = {
             f.interface for leaf in component for f in self.facts(leaf) if f.kind is FactKind.PINNED
         }
-        if FactKind.EXPERT in kinds:
+        if FactKind.EXPERT in kinds or any(
+            d.dim == 0 and self._is_expert_weight(d.param) for d in dims
+        ):
             return GroupKind.EXPERTS
         if FactKind.HEAD in kinds:
             return GroupKind.ATTENTION
@@ -260,8 +262,17 @@ class _GroupBuilder:
         return param
 
     def _is_expert_weight(self, param: str) -> bool:
+        """A stack of expert matrices: its leading axis is the expert axis of a
+        fused MoE product, or the axis a router's top-k selects from (Llama 4's
+        experts multiply every expert's matrix in one bmm)."""
         axes = self.coupling.params[param]
-        return len(axes) == 3 and self.algebra.has_fact(axes[0], FactKind.EXPERT)
+        if len(axes) != 3:
+            return False
+        facts = self.algebra.facts(axes[0])
+        return any(
+            f.kind is FactKind.EXPERT or (f.kind is FactKind.SELECT and f.reason.startswith("top-"))
+            for f in facts
+        )
 
     def _levels(self, component: set[int], dims: list[_Dim], kind: GroupKind):
         ordered = list(dict.fromkeys(leaf for d in dims for leaf in d.leaves if leaf in component))

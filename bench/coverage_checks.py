@@ -49,6 +49,8 @@ def half(group, level: str, rng: random.Random, fraction: float = 0.5) -> list[i
     others = group.size // sizes[level]
     step = max(1, group.multiple_of // others if others < group.multiple_of else 1)
     count = max(-(-group.min_units // others), int(sizes[level] * fraction))
+    if str(group.kind) != "attention":  # the planner refuses single-unit axes (resolve)
+        count = max(count, 2)
     count = -(-count // step) * step
     if count >= sizes[level] or count < 1:
         return None
@@ -200,7 +202,7 @@ class Checks:
                     keep[group.id] = units
                 continue
             count = max(
-                group.min_units, (group.size * 3 // 4) // group.multiple_of * group.multiple_of
+                group.min_units, 2, (group.size * 3 // 4) // group.multiple_of * group.multiple_of
             )
             if count < group.size:
                 keep[group.id] = sorted(rng.sample(range(group.size), count))
@@ -265,16 +267,18 @@ class Checks:
         return True, "reloaded outputs equal"
 
     def from_pretrained(self):
-        """A uniform MLP cut (the same width in every layer: what
-        ``allocation="uniform"`` makes) must load with plain ``from_pretrained``."""
-        keep = {
-            gid: units
-            for gid, units in width_plan(self.analysis, ("mlp",), random.Random(5)).items()
-        }
+        """A uniform MLP cut (the same width in every layer, dense and expert
+        MLPs alike: what ``allocation="uniform"`` makes; one config field often
+        sizes both) must load with plain ``from_pretrained``."""
+        keep = width_plan(self.analysis, ("mlp", "expert_mlp"), random.Random(5))
         if not keep:
             raise NotApplicable("no MLP widths to cut")
-        if len({len(units) for units in keep.values()}) > 1:
-            raise NotApplicable("MLP groups of different widths: no uniform cut")
+        for kind in ("mlp", "expert_mlp"):
+            widths = {
+                len(units) for gid, units in keep.items() if self.analysis.group(gid).kind == kind
+            }
+            if len(widths) > 1:
+                raise NotApplicable(f"{kind} groups of different widths: no uniform cut")
         _, pruned, _ = self._cut(keep)
         if pruned.config.to_dict() == self.model.config.to_dict():
             raise NotApplicable("the config has no field for the cut widths (surgeon.load reloads)")

@@ -26,6 +26,7 @@ from surgeon.plan.plan import Plan
 
 from .attribute_table import set_read_from_above
 from .attributes import update_attributes
+from .companions import unread_companions
 from .depth import remove_blocks
 from .modules import fix_module
 from .resolve import ResolvedPlan, kept_indices, resolve
@@ -57,6 +58,7 @@ def apply(
     provenance = Provenance.of(model) or Provenance.start(model)
     target = model if inplace else copy_keeping_modes(model)
     slices = kept_indices(resolved)
+    slices.update(unread_companions(target, slices, analysis))
     new_tensors = {name: _slice(_tensor(target, name), dims) for name, dims in slices.items()}
     tx = Transaction()
     try:

@@ -52,6 +52,7 @@ from surgeon.checkpoint.stream_plan import DiskParameters, given_plan, plan_opti
 from surgeon.errors import SurgeonError
 from surgeon.plan.plan import Plan
 from surgeon.rewriters import apply
+from surgeon.rewriters.companions import unread_companions
 from surgeon.rewriters.resolve import kept_indices, resolve
 
 __all__ = ["StreamResult", "prune_checkpoint"]
@@ -233,6 +234,7 @@ def _jobs(
     others), so each output name maps back to its checkpoint name through its
     module. Returns the jobs and the parameter count before the cut."""
     slices = kept_indices(resolve(plan, analysis))
+    slices.update(unread_companions(model, slices, analysis))  # as apply cuts them
     before = sum(p.numel() for p in model.parameters())
     names = ParameterNames(model)
     modules = [m for _, m in model.named_modules(remove_duplicate=False)]  # alive past apply

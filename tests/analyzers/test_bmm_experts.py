@@ -1,0 +1,37 @@
+"""Experts multiplied all at once (Llama 4: one bmm over a stack of every
+expert's matrices, the router's top-k choosing which outputs count) are
+experts and expert MLPs, not channels: ``intermediate_size``, which sizes the
+shared and the routed experts alike, follows a uniform cut of both, so it loads
+with plain ``from_pretrained``."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from coverage_models import Architecture, build  # noqa: E402
+
+import surgeon  # noqa: E402
+from surgeon.checkpoint.config_file import describes_itself  # noqa: E402
+
+
+def test_bmm_experts_are_experts_and_a_uniform_cut_describes_itself():
+    model = build(Architecture("llama4_text", "Llama4ForCausalLM", "causal-lm"))
+    analysis = surgeon.analyze(model)
+    kinds = {g.id: str(g.kind) for g in analysis.groups}
+    assert kinds["experts@model.layers.0.feed_forward"] == "experts"
+    assert kinds["expert_mlp@model.layers.0.feed_forward.experts"] == "expert_mlp"
+    assert kinds["mlp@model.layers.0.feed_forward.shared_expert"] == "mlp"
+    keep = {
+        g.id: list(range(0, g.size, 2))
+        for g in analysis.prunable
+        if str(g.kind) in ("mlp", "expert_mlp")
+    }
+    plan = surgeon.Plan.for_analysis(analysis, keep, ())
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    assert pruned.config.intermediate_size == model.config.intermediate_size // 2
+    ids = torch.randint(0, model.config.vocab_size, (2, 8))
+    assert surgeon.verify(model, pruned, plan, inputs={"input_ids": ids}, analysis=analysis).ok
+    assert describes_itself(pruned)
