@@ -95,7 +95,10 @@ _WIDTH_ATTRS = {
 # a group whose units are blocks of rows (heads outside an attention: DeepSeek's
 # sparse-attention indexer reshapes its queries by ``n_heads``) is counted by these
 _HEAD_COUNTS = ("n_heads", "num_heads", "num_attention_heads", "heads")
-_HEAD_WIDTHS = ("embed_dim", "all_head_size", "inner_dim")
+_HEAD_WIDTHS = ("embed_dim", "all_head_size", "inner_dim", "lru_width")
+# the width of each head's block of rows, the trailing factor of heads x width
+# (RecurrentGemma's RG-LRU reshapes its input by num_attention_heads x block_width)
+_BLOCK_WIDTHS = ("block_width",)
 # a projection's own width (heads x its per-head width), read by the code: LeViT's
 # attention reshapes its heads' output by out_dim_projection; xLSTM's mLSTM splits
 # its fused projection by qk_dim and v_dim and checks its output against v_dim;
@@ -210,6 +213,12 @@ def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
                 widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in headed}
                 for old, new in sorted(widths):
                     yield old, new, _HEAD_WIDTHS
+            blocked = [m for m in group.members if _blocks_of(m.layout, level.name)]
+            if kept != level.size and blocked:
+                yield level.size, kept, _BLOCK_WIDTHS
+                widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in blocked}
+                for old, new in sorted(widths):
+                    yield old, new, _HEAD_WIDTHS
         # a Mamba-2 style mixer splits its fused in_proj by widths it computed
         yield from state_space_changes(cut, cuts)
 
@@ -229,6 +238,21 @@ def _heads_of(layout, level: str) -> bool:
         and len(layout.parts) > 1
         and layout.parts[0].kind == "unit"
         and layout.parts[0].level == level
+    )
+
+
+def _blocks_of(layout, level: str) -> bool:
+    """Whether ``level`` is the width of each block of rows in ``layout`` (the
+    trailing factor of a product whose leading factor counts heads of the group),
+    so the code reshapes by it."""
+    if layout.kind == "concat":
+        return any(_blocks_of(part, level) for part in layout.parts)
+    return (
+        layout.kind == "product"
+        and len(layout.parts) > 1
+        and layout.parts[0].kind == "unit"
+        and layout.parts[-1].kind == "unit"
+        and layout.parts[-1].level == level
     )
 
 

@@ -29,6 +29,12 @@ def _mamba2(n_groups: int):
 def _cut(model, level: int):
     analysis = surgeon.analyze(model)
     (group,) = analysis.by_kind("channels")
+    pruned, report = _cut_level(model, analysis, group, level)
+    return group, pruned.backbone.layers[0].mixer, report
+
+
+def _cut_level(model, analysis, group, level: int):
+    """Every other unit of the group's ``level``-th level."""
     kept = {lv.name: list(range(lv.size)) for lv in group.levels}
     name = group.levels[level].name
     kept[name] = kept[name][::2]
@@ -36,8 +42,7 @@ def _cut(model, level: int):
 
     plan = surgeon.Plan.for_analysis(analysis, {group.id: units_of(kept, group)})
     pruned = surgeon.apply(model, plan, analysis=analysis)
-    report = surgeon.verify(model, pruned, plan, analysis=analysis)
-    return group, pruned.backbone.layers[0].mixer, report
+    return pruned, surgeon.verify(model, pruned, plan, analysis=analysis)
 
 
 def _consistent(mixer):
@@ -101,3 +106,27 @@ def test_zamba_mixer_head_dim_state_and_time_step_cut_exactly():
     mixer = pruned.model.layers[0].mamba
     assert (mixer.n_mamba_heads, mixer.mamba_head_dim, mixer.intermediate_size) == (2, 16, 32)
     assert (mixer.ssm_state_size, mixer.time_step_rank) == (4, 3)
+
+
+@pytest.mark.parametrize(("level", "sizes"), [(0, (2, 8, 16)), (1, (4, 4, 16))])
+def test_rg_lru_heads_and_block_width_cut_exactly(level, sizes):
+    """RecurrentGemma's RG-LRU gates each of its heads by a block-diagonal matrix:
+    it reshapes by num_attention_heads x block_width, either of them cut."""
+    config = hf.RecurrentGemmaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        lru_width=32,
+        intermediate_size=48,
+        num_attention_heads=4,
+        num_hidden_layers=1,
+        block_types=["recurrent"],
+    )
+    torch.manual_seed(0)
+    model = hf.RecurrentGemmaForCausalLM(config).eval()
+    analysis = surgeon.analyze(model)
+    (group,) = analysis.by_kind("channels")
+    assert [lv.size for lv in group.levels] == [4, 8]
+    pruned, report = _cut_level(model, analysis, group, level)
+    assert report.ok, report
+    block = pruned.model.layers[0].temporal_block
+    assert (block.rg_lru.num_attention_heads, block.rg_lru.block_width, block.lru_width) == sizes
