@@ -16,9 +16,18 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from surgeon.errors import RewriteError
+
 from .transaction import Transaction
 
-__all__ = ["ATTRIBUTES", "lists", "set_width_attributes"]
+__all__ = [
+    "ATTRIBUTES",
+    "check_compared",
+    "compared_widths",
+    "head_widths",
+    "lists",
+    "set_width_attributes",
+]
 
 log = logging.getLogger("surgeon.rewriters")
 
@@ -34,6 +43,10 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "GPT2Attention": ("embed_dim", "num_heads", "split_size"),
         # multi-query: splits its fused c_attn by (embed_dim, kv_dim, kv_dim)
         "GPTBigCodeAttention": ("num_heads", "embed_dim", "kv_dim", "num_key_value_groups"),
+        # builds (and runs) its projection only when hidden_size != hidden_size_output
+        "HieraLayer": ("hidden_size", "hidden_size_output"),
+        # reshapes its heads' output by hidden_size_output (HEAD_WIDTH_OF)
+        "HieraMaskUnitAttention": ("num_heads", "head_dim", "hidden_size_output"),
         "Gemma3Attention": ("num_key_value_groups",),
         "Gemma3MLP": ("intermediate_size",),
         # value heads attention_ratio x key_dim wide; key_dim is a per-head width
@@ -81,11 +94,25 @@ READ_FROM_ABOVE: dict[str, dict[str, str]] = {
     },
 }
 
+# widths whose equality a class's code tests to choose its structure: class ->
+# (attribute, attribute) pairs. A cut that makes them equal (or different) where
+# they were not would run another code path than the original's: refused.
+COMPARED: dict[str, tuple[tuple[str, str], ...]] = {
+    # projects (and pools) only where hidden_size != hidden_size_output
+    "HieraLayer": (("hidden_size", "hidden_size_output"),),
+}
+
 # names so often the hidden size that they are updated only as the heads' width,
 # on the attention module itself (BART-style attention reshapes its heads' output
 # by embed_dim; GPTBigCode's embed_dim is its query width): never on a hidden-size
 # cut, never on the layers around the attention
 HEAD_WIDTH_ONLY = frozenset({"embed_dim"})
+# the same, for one class: a name other classes use for a stream's width
+# (HieraLayer's hidden_size_output) but this class for its heads' width; updated
+# by head cuts only (rewriters.attributes decides which names are heads' widths)
+HEAD_WIDTH_OF: dict[str, frozenset[str]] = {
+    "HieraMaskUnitAttention": frozenset({"hidden_size_output"}),
+}
 
 
 def set_width_attributes(
@@ -162,6 +189,37 @@ def _read_from_above(module: nn.Module) -> dict[str, str]:
         if found:
             return found
     return {}
+
+
+def compared_widths(model: nn.Module) -> list[tuple[str, nn.Module, str, str, bool]]:
+    """(path, module, a, b, whether a == b now) for the :data:`COMPARED` pairs."""
+    found = []
+    for path, module in model.named_modules():
+        for cls in type(module).__mro__:
+            for a, b in COMPARED.get(cls.__name__, ()):
+                found.append((path, module, a, b, getattr(module, a) == getattr(module, b)))
+    return found
+
+
+def check_compared(compared: list[tuple[str, nn.Module, str, str, bool]]) -> None:
+    """Refuse a cut that changed the outcome of a :data:`COMPARED` test."""
+    for path, module, a, b, equal in compared:
+        left, right = getattr(module, a), getattr(module, b)
+        if (left == right) != equal:
+            raise RewriteError(
+                f"module '{path}' ({type(module).__name__}) compares {a} with {b} to choose "
+                f"its code path; this cut makes them {'equal' if not equal else 'differ'} "
+                f"({left} and {right}), which would run another path than the original's: "
+                "keep another width in one of the two groups. The model is unchanged."
+            )
+
+
+def head_widths(module: nn.Module) -> frozenset[str]:
+    """The names :data:`HEAD_WIDTH_OF` lists for ``module``'s class."""
+    for cls in type(module).__mro__:
+        if cls.__name__ in HEAD_WIDTH_OF:
+            return HEAD_WIDTH_OF[cls.__name__]
+    return frozenset()
 
 
 def _known(module: nn.Module) -> frozenset[str] | None:
