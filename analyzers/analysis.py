@@ -9,13 +9,13 @@ from typing import Any
 import networkx as nx
 from torch import nn
 
-from surgeon.errors import InputError
+from surgeon.errors import CaptureError, InputError
 
 from .blocks import find_blocks
-from .capture import capture
+from .capture import Capture, capture
 from .checks import check_devices, check_dtypes
 from .dispatched import has_accelerate_hooks, meta_skeleton, to_meta
-from .example_inputs import example_inputs, normalise_inputs
+from .example_inputs import example_inputs, normalise_inputs, with_attention_mask
 from .grouping import form_groups
 from .groups import Block, Group
 from .limits import freeze_fixed_heads, without_bias_caches
@@ -71,7 +71,8 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     check_dtypes(model)
     if has_accelerate_hooks(model):  # dispatched by accelerate: analyse its structure
         model, inputs = meta_skeleton(model), to_meta(inputs)
-    args, kwargs = example_inputs(model) if inputs is None else normalise_inputs(inputs)
+    derived = inputs is None
+    args, kwargs = example_inputs(model) if derived else normalise_inputs(inputs)
     check_devices(model, args, kwargs)
     if chosen:
         parts = Parts(model, list(chosen), args, kwargs)
@@ -79,7 +80,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         names = ", ".join(parts.names)
         return replace(analysis, model_class=f"{parts.model_class} ({names})", parts=parts)
     with without_bias_caches(model):
-        captured = capture(model, args, kwargs)
+        captured, kwargs = _capture(model, args, kwargs, derived)
     coupling = propagate(captured)
     names = ParameterNames(model)
     coupling.params = {names.canonical(n): axes for n, axes in coupling.params.items()}
@@ -97,6 +98,23 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         pinned_outputs=tuple(coupling.pinned_outputs),
         size=ModelSize.of(model),
     )
+
+
+def _capture(model: nn.Module, args: tuple, kwargs: dict, derived: bool) -> tuple[Capture, dict]:
+    """Capture on the inputs; derived token ids that export cannot run alone are
+    given the all-ones attention mask a tokenizer returns with them (a model that
+    builds it only when not compiling), and those become the analysis' inputs."""
+    try:
+        return capture(model, args, kwargs), kwargs
+    except CaptureError:
+        masked = with_attention_mask(model, kwargs) if derived else None
+        if masked is None:
+            raise
+        try:
+            return capture(model, args, masked), masked
+        except CaptureError:
+            pass
+        raise
 
 
 @dataclass(frozen=True)

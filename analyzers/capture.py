@@ -120,7 +120,7 @@ def _plain_outputs(model: nn.Module) -> Iterator[None]:
 def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any], draft: bool = False) -> Capture:
     """``draft``: control flow on tensor values follows the example inputs
     (``torch.export.draft_export`` runs them for real); the method says where."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _idle_conversions():
         # a forward caching a tensor on its module: untouched() takes it off again
         warnings.filterwarnings("ignore", "The tensor attributes? .* assigned during export")
         if draft:
@@ -155,6 +155,30 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any], draft: bool =
         output_labels=_leaf_labels(program.call_spec.out_spec),
         owner=program,
     )
+
+
+@contextlib.contextmanager
+def _idle_conversions() -> Iterator[None]:
+    """A forward may convert its own submodule (SwitchTransformers' router:
+    ``self.classifier = self.classifier.to(self.dtype)``). Under export its
+    parameters are fake tensors, which ``Module._apply`` cannot swap; a
+    conversion that changes no tensor (the dtype and device they already have)
+    returns the module as it is instead. One that would change a tensor still
+    fails, naming the module."""
+    apply = nn.Module._apply
+
+    def _apply(self, fn, recurse=True):
+        tensors = [*self.parameters(recurse=recurse), *self.buffers(recurse=recurse)]
+        with torch.no_grad():
+            if all(fn(tensor) is tensor for tensor in tensors):
+                return self
+        return apply(self, fn, recurse)
+
+    nn.Module._apply = _apply
+    try:
+        yield
+    finally:
+        nn.Module._apply = apply
 
 
 def _data_dependent(error: BaseException) -> bool:

@@ -4,6 +4,7 @@ from what the user passed."""
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +13,13 @@ from torch import nn
 
 from surgeon.errors import InputError
 
-__all__ = ["call_inputs", "example_inputs", "normalise_inputs", "without_cache"]
+__all__ = [
+    "call_inputs",
+    "example_inputs",
+    "normalise_inputs",
+    "with_attention_mask",
+    "without_cache",
+]
 
 BATCH, SEQUENCE = 2, 8
 
@@ -98,10 +105,14 @@ def example_inputs(model: nn.Module) -> tuple[tuple, dict[str, Any]]:
     device = _device_of(model)
     main_input = getattr(model, "main_input_name", "input_ids")
     kwargs: dict[str, Any] = {}
-    if main_input == "pixel_values":
-        kwargs["pixel_values"] = _pixels(config, device, _float_dtype_of(model))
+    dtype = _float_dtype_of(model)
+    if main_input == "pixel_values" and _takes(model, "spatial_shapes"):
+        kwargs.update(_patches(config, device, dtype))
+    elif main_input == "pixel_values":
+        kwargs["pixel_values"] = _pixels(config, device, dtype)
     elif main_input in ("input_ids", "inputs_embeds"):
         kwargs["input_ids"] = _token_ids(config, device)
+        kwargs.update(_aligned_audio(model, config, device, dtype))
     elif main_input == "inputs" and _has_vocabulary(config):  # Perceiver's text models
         kwargs["inputs"] = _token_ids(config, device)
     else:
@@ -112,6 +123,52 @@ def example_inputs(model: nn.Module) -> tuple[tuple, dict[str, Any]]:
     if getattr(config, "is_encoder_decoder", False):
         kwargs["decoder_input_ids"] = _token_ids(config, device)
     return (), without_cache(model, kwargs)
+
+
+def with_attention_mask(model: nn.Module, kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """``kwargs`` with the all-ones ``attention_mask`` a tokenizer returns beside
+    the token ids; None where the forward takes no mask or one is there already.
+    Some models build that mask themselves only when not compiling (LongT5,
+    SwitchTransformers: ``if attention_mask is None and not
+    is_torchdynamo_compiling()``), so under export they need it given."""
+    ids = kwargs.get("input_ids")
+    if not isinstance(ids, torch.Tensor) or "attention_mask" in kwargs:
+        return None
+    if not _takes(model, "attention_mask"):
+        return None
+    return {**kwargs, "attention_mask": torch.ones_like(ids)}
+
+
+def _patches(config, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Images as the sequences of flattened patches a forward taking
+    ``spatial_shapes`` reads (Siglip2's NaFlex): ``num_patches`` patches of
+    ``num_channels x patch_size x patch_size`` values per image, all of them
+    real (``pixel_attention_mask``), on the squarest grid they fill."""
+    vision = getattr(config, "vision_config", config)
+    count, patch = int(vision.num_patches), int(vision.patch_size)
+    height = next(h for h in range(math.isqrt(count), 0, -1) if count % h == 0)
+    channels = getattr(vision, "num_channels", 3)
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(BATCH, count, channels * patch * patch, generator=generator)
+    return {
+        "pixel_values": pixels.to(device=device, dtype=dtype),
+        "pixel_attention_mask": torch.ones(BATCH, count, dtype=torch.long, device=device),
+        "spatial_shapes": torch.tensor([[height, count // height]] * BATCH, device=device),
+    }
+
+
+def _aligned_audio(model: nn.Module, config, device, dtype) -> dict[str, torch.Tensor]:
+    """Audio frames read beside the tokens, ``audio_length_per_tok`` frames per
+    token (Voxtral Realtime adds each token's audio to its embedding, and its
+    forward requires both); nothing for a config without that field."""
+    frames = getattr(config, "audio_length_per_tok", None)
+    audio = getattr(config, "audio_config", None)
+    bins = getattr(audio, "num_mel_bins", None)
+    if not frames or not bins or not _takes(model, "input_features"):
+        return {}
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(BATCH, int(bins), SEQUENCE * int(frames), generator=generator)
+    return {"input_features": features.to(device=device, dtype=dtype)}
 
 
 def _float_dtype_of(model: nn.Module) -> torch.dtype:

@@ -134,3 +134,31 @@ def test_bad_arguments_are_refused_with_a_clear_message():
         surgeon.analyze(nn.Linear(4, 4), torch.randn(2, 4), batch_size=3)
     with pytest.raises(surgeon.InputError, match="inputs must be"):
         surgeon.analyze(nn.Linear(4, 4), 3.0)
+
+
+def test_derived_token_ids_get_the_mask_a_model_builds_only_when_not_compiling():
+    # LongT5: `if attention_mask is None and not is_torchdynamo_compiling()`
+    config = hf.LongT5Config(
+        vocab_size=32, d_model=16, d_kv=8, d_ff=24, num_layers=1, num_heads=2, local_radius=2
+    )
+    model = hf.LongT5ForConditionalGeneration(config).eval()
+    analysis = surgeon.analyze(model)
+    _, kwargs = analysis.inputs
+    assert torch.equal(kwargs["attention_mask"], torch.ones_like(kwargs["input_ids"]))
+
+
+def test_a_forward_converting_its_own_submodule_to_what_it_is_captures():
+    # SwitchTransformers' router: self.classifier = self.classifier.to(self.dtype)
+    class Converting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.up, self.down = nn.Linear(4, 6), nn.Linear(6, 4)
+
+        def forward(self, x):
+            self.up = self.up.to(torch.float32)
+            return self.down(self.up(x))
+
+    model = Converting().eval()
+    analysis = surgeon.analyze(model, torch.randn(2, 4))
+    assert analysis.capture_method == "export" and [g.size for g in analysis.prunable] == [6]
+    assert all(not isinstance(p, torch._subclasses.FakeTensor) for p in model.parameters())
