@@ -72,6 +72,9 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "Qwen3MoeExperts": ("intermediate_dim", "num_experts"),
         "Qwen3MoeTopKRouter": ("num_experts",),
         "T5Attention": ("inner_dim", "n_heads"),
+        # reads d_model only for its sinusoidal positions, whose width is the (uncut)
+        # rows of each layer's r, never the hidden size's
+        "XLNetModel": (),
         "ViTAttention": ("num_attention_heads",),
         # other libraries: keyed by module and class, their names are generic
         "timm.layers.attention.Attention": ("attn_dim", "num_heads"),

@@ -75,3 +75,19 @@ def test_a_class_in_the_table_keeps_its_other_attributes_and_an_unknown_one_is_l
     assert [r.args[1] for r in _generic_updates(caplog)] == ["Unknown"]
     tx.rollback()
     assert (known.num_key_value_groups, unknown.num_heads) == (4, 4)
+
+
+def test_xlnet_keeps_the_width_of_its_positions_through_a_hidden_cut():
+    """XLNetModel's d_model sizes its sinusoidal positions, which each layer's r
+    projects (rows never cut): a hidden cut leaves it, and the cut model runs."""
+    import transformers as hf
+
+    config = hf.XLNetConfig(vocab_size=64, d_model=32, n_layer=1, n_head=2, d_inner=48)
+    model = hf.XLNetLMHeadModel(config).eval()
+    analysis = surgeon.analyze(model)
+    plan = surgeon.Plan.for_analysis(analysis, {"hidden": list(range(0, 32, 2))})
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    assert pruned.transformer.d_model == 32
+    assert tuple(pruned.transformer.layer[0].rel_attn.q.shape) == (16, 2, 16)
+    report = surgeon.verify(model, pruned, plan, analysis=analysis)
+    assert report.exact_ok and set(report.inexact) == {"hidden"}
