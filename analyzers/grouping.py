@@ -18,6 +18,7 @@ from itertools import pairwise
 import networkx as nx
 
 from .axes import AxisAlgebra, Fact, FactKind, Interface, StructureKind
+from .even_splits import freeze_uneven_splits
 from .groups import Block, Group, GroupKind, Layout, Level, Member
 from .propagate import Coupling
 
@@ -111,25 +112,8 @@ class _GroupBuilder:
     def _freeze_uneven_splits(self) -> None:
         """Pieces of a ``chunk``/``split(int)`` that could lose different units
         would be re-split at the wrong boundary: freeze them."""
-        for where, pieces in self.coupling.even_splits:
-            signatures = {
-                tuple(
-                    leaf if self._is_unit(leaf) else -self.algebra.size(leaf)
-                    for leaf in self.algebra.leaves(piece)
-                )
-                for piece in pieces
-            }
-            if len(signatures) <= 1:
-                continue
-            reason = (
-                f"{where}: splits into equal pieces at run time, and its pieces "
-                "belong to different groups"
-            )
-            for piece in pieces:
-                for leaf in self.algebra.leaves(piece):
-                    if self._is_unit(leaf):
-                        self.algebra.add_fact(leaf, Fact(FactKind.FROZEN, reason))
-                        self._facts.pop(leaf, None)
+        for leaf in freeze_uneven_splits(self.algebra, self.coupling.even_splits, self._is_unit):
+            self._facts.pop(leaf, None)
 
     def _has_parameter(self, component: set[int]) -> bool:
         """Buffers (running statistics) join groups; alone (a position-id table) they

@@ -50,6 +50,9 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "Gemma3Attention": ("num_key_value_groups",),
         "Gemma3MLP": ("intermediate_size",),
         # value heads attention_ratio x key_dim wide; key_dim is a per-head width
+        # mixture of attention heads: hidden_size is its key/value width (kv heads
+        # x head_dim), input_size the model's
+        "JetMoeMoA": ("hidden_size", "input_size", "num_experts"),
         "LevitAttention": ("num_attention_heads", "out_dim_projection"),
         "LevitAttentionSubsample": ("num_attention_heads", "out_dim_projection"),
         "LlamaAttention": ("num_key_value_groups",),

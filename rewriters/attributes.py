@@ -99,6 +99,9 @@ _HEAD_WIDTHS = ("embed_dim", "all_head_size", "inner_dim", "lru_width")
 # the width of each head's block of rows, the trailing factor of heads x width
 # (RecurrentGemma's RG-LRU reshapes its input by num_attention_heads x block_width)
 _BLOCK_WIDTHS = ("block_width",)
+# key/value widths named like the hidden size: set only on classes the table lists
+# for them (JetMoE's mixture of attention heads keeps kv heads x head_dim as hidden_size)
+_LISTED_KV_WIDTHS = ("hidden_size",)
 # a projection's own width (heads x its per-head width), read by the code: LeViT's
 # attention reshapes its heads' output by out_dim_projection; xLSTM's mLSTM splits
 # its fused projection by qk_dim and v_dim and checks its output against v_dim;
@@ -140,6 +143,8 @@ def update_attributes(
                 tx.set(module, "attention_bias_cache", {})
         for old, new, names in _changes(cut, cuts):
             for path, module in zip(paths, modules, strict=True):
+                if names is _LISTED_KV_WIDTHS and not lists(module, names[0]):
+                    continue
                 inner = path in holders or (
                     cut.group.kind == GroupKind.CHANNELS and lists(module, "embed_dim")
                 )
@@ -192,6 +197,7 @@ def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
         for old, new in sorted(widths):
             if old != new:
                 yield old, new, _MEMBER_WIDTHS
+        yield kv * hd, kv2 * hd, _LISTED_KV_WIDTHS
         yield from delta_net_changes(cut, cuts)
     elif group.kind == GroupKind.HIDDEN:
         # with hyper-connections the residual stream is hidden x streams: each level
