@@ -75,11 +75,34 @@ TIED_WIDTHS: dict[str, tuple[tuple[str, ...] | None, str]] = {
         "so the reduction's input and output widths are both the hidden size",
     ),
     "transformers.models.big_bird.modeling_big_bird.BigBirdSelfAttention": (None, _BIG_BIRD),
+    # reshape(batch_size, -1, self.config.hidden_sizes[-1]): a list entry no cut updates
+    "transformers.models.segformer.modeling_segformer.SegformerForImageClassification": (
+        ("classifier:1",),
+        "reshapes the last stage's output by config.hidden_sizes[-1] before its classifier, "
+        "so that stage keeps its width",
+    ),
+    "transformers.models.segformer.modeling_segformer.SegformerSequenceReduction": (
+        ("sequence_reduction",),
+        "reshapes its reduced keys and values by num_channels, read from its input's shape, "
+        "so the reduction's input and output widths are both the hidden size",
+    ),
+    # num_channels = hidden_state.shape[-1]; split(x, (num_channels, num_channels, ...))
+    "transformers.models.focalnet.modeling_focalnet.FocalNetModulation": (
+        None,
+        "splits its projection_in output into queries and contexts num_channels wide, read "
+        "from its input's shape, so both widths are its input's (the stage's width)",
+    ),
     # embed_dim = hidden_states.size(-1) ... attn_output.reshape(bsz, tgt_len, embed_dim)
     "transformers.models.fsmt.modeling_fsmt.Attention": (None, _INPUT_WIDTH),
     "transformers.models.led.modeling_led.LEDDecoderAttention": (None, _INPUT_WIDTH),
     "transformers.models.trocr.modeling_trocr.TrOCRAttention": (None, _INPUT_WIDTH),
     "transformers.models.groupvit.modeling_groupvit.GroupViTAttention": (None, _INPUT_WIDTH),
+    # DimensionInfo(hidden_dim=token_hidden_states.shape[2]) ... view(..., dim.hidden_dim)
+    "transformers.models.pegasus_x.modeling_pegasus_x.PegasusXGlobalLocalAttention": (
+        None,
+        "reshapes its heads' output to hidden_dim read from its input's shape, so the "
+        "heads' total width is the hidden size",
+    ),
     # "child:dim": only that axis of the child's parameters (their input is the hidden size)
     "transformers.models.mra.modeling_mra.MraSelfAttention": (
         ("query:0", "key:0", "value:0"),

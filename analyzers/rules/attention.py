@@ -39,6 +39,8 @@ def scaled_dot_product_attention(ctx: RuleContext):
     ctx.unify_all([ka[-3]], [va[-3]])
     for atom in (qa[-1], ka[-1], va[-1]):
         ctx.fact(atom, FactKind.HEAD_DIM, where)
+        if hq == hk == 1:  # as the eager path's batched products say (linalg._one_head)
+            ctx.freeze(atom, "the width of a single attention head")
     ctx.unify(qa[-1], ka[-1])
     ctx.unify_all(qa[:-3], out[:-3])
     ctx.unify_all(ka[:-3], qa[:-3])

@@ -138,4 +138,46 @@ def einsum(ctx: RuleContext):
     for spec, operand in zip(specs, operands, strict=True):
         bind(spec, ctx.axes(operand))
     bind(output, out)
+    if len(operands) == 2:
+        _einsum_heads(ctx, specs, output, operands)
     return out
+
+
+def _einsum_heads(ctx: RuleContext, specs, output: str, operands) -> None:
+    """A batched matrix product written as an einsum between two activations
+    (CvT's ``bhlk,bhtk->bhlt``, Funnel's ``bnqd,bnkd->bnqk``) reveals heads as
+    :func:`_product` does: batch letters on both sides and in the output, one
+    contracted letter, one free letter on each side. Two batch letters (batch,
+    heads): Mamba-2's chunked scan (``bclhn,bcshn->bclsh``, a chunk axis beside
+    the heads) is a state-space product, whose heads the state-space rules own.
+    A leading ``...`` on all three (LongT5's blocks, ``...qhd,...khd->...hqk``)
+    holds the batch-like axes; then the one batch letter written out is the heads."""
+    a, b = specs
+    if ctx.is_weight(operands[0]) or ctx.is_weight(operands[1]):
+        return
+    a_all, b_all = ctx.axes(operands[0]), ctx.axes(operands[1])
+    lead = "..." in a + b + output
+    if lead:
+        if not all(spec.startswith("...") and "." not in spec[3:] for spec in (a, b, output)):
+            return
+        a, b, output = a[3:], b[3:], output[3:]
+        if len(a_all) - len(a) != len(b_all) - len(b):
+            return  # the ellipses broadcast: not one batch of blocks
+    batch = [c for c in b if c in a and c in output]
+    contracted = [c for c in b if c in a and c not in output]
+    free_a = [c for c in a if c not in b and c in output]
+    free_b = [c for c in b if c not in a and c in output]
+    if len(batch) != (1 if lead else 2) or len(contracted) != 1:
+        return
+    if len(free_a) != 1 or len(free_b) != 1:
+        return
+    if len(set(a)) != len(a) or len(set(b)) != len(b) or len(a) + len(b) != 2 * len(batch) + 4:
+        return  # a diagonal, or a letter summed away on one side only
+    a_axes = dict(zip(a, a_all[len(a_all) - len(a) :], strict=True))
+    b_axes = dict(zip(b, b_all[len(b_all) - len(b) :], strict=True))
+    batch_a = [*a_all[: len(a_all) - len(a)], *(a_axes[c] for c in batch)]
+    batch_b = [*b_all[: len(b_all) - len(b)], *(b_axes[c] for c in batch)]
+    _tag_attention(ctx, batch_b, b_axes[contracted[0]], b_axes[free_b[0]])
+    if _one_head(ctx, batch_a, batch_b):
+        for atom in (b_axes[contracted[0]], b_axes[free_b[0]]):
+            ctx.freeze(atom, "the width of a single attention head")
