@@ -72,11 +72,9 @@ _WIDTH_ATTRS = {
     ),
     GroupKind.EXPERT_MLP: ("intermediate_dim", "intermediate_size", "moe_intermediate_size"),
     GroupKind.EXPERTS: ("num_experts", "num_local_experts", "n_routed_experts"),
-    # embed_dim only where the table lists it (MobileViTV2's linear attention splits its
-    # fused qkv conv by embed_dim, the width of its key and value channels); Zamba's
-    # mixer splits x_proj's output as Mamba's does, but its per-head x_proj is a 3-d
-    # parameter (so the group is channels, not mlp)
-    GroupKind.CHANNELS: ("embed_dim", "ssm_state_size", "time_step_rank"),
+    # only where the table lists it (MobileViTV2's linear attention splits its fused
+    # qkv conv by embed_dim, the width of its key and value channels)
+    GroupKind.CHANNELS: ("embed_dim",),
     # input_size: GraniteMoE's experts reshape their output by it; dim_norm: CPM-Ant's norm;
     # hidden_size_per_layer_input: Gemma-4 splits its per-layer embedding stream by it
     GroupKind.HIDDEN: (

@@ -16,7 +16,9 @@ Falcon-H1). Each of those attributes is a size the layouts give:
   trailing products (the whole width when there is one B/C group); Zamba's
   ``mamba_head_dim`` likewise, its head count fixed (the group is the head_dim);
 * ``intermediate_size``: a plain member's width, ``conv_dim`` a fused one's;
-* ``ssm_state_size``: a level that only the fused members carry (B and C).
+* ``ssm_state_size``: a level that only the fused members carry (B and C);
+  with ``time_step_rank``, a one-level group that is a piece of a fused member
+  (Zamba's per-head x_proj, a 3-d parameter, splits [dt | B | C] as Mamba's does).
 
 Each attribute is updated where its value equals the old size (as everywhere in
 :mod:`surgeon.rewriters.attributes`); two different new values for one old
@@ -42,6 +44,8 @@ _PLAIN_WIDTHS = ("intermediate_size", "group_size")
 _FUSED_WIDTHS = ("conv_dim",)
 _STATE = ("ssm_state_size",)
 _PROJECTION_WIDTHS = ("key_dim", "value_dim")
+# Mamba's x_proj output, split into [time_step_rank | ssm_state_size | ssm_state_size]
+_PIECES = ("time_step_rank", "ssm_state_size")
 
 
 def state_space_changes(
@@ -94,11 +98,20 @@ def state_space_changes(
     for level in group.levels:
         if level.name not in in_plain:
             add(_STATE, level.size, kept[level.name])
+    if len(group.levels) == 1:  # one piece of a split projection (Zamba's x_proj)
+        (level,) = group.levels
+        if any(_is_piece(layout, level.name) for layout in fused):
+            add(_PIECES, level.size, kept[level.name])
     for old, new, name in sorted(
         (old, new, name) for name, seen in changes.items() for old, new in seen.items()
     ):
         if old != new:
             yield old, new, (name,)
+
+
+def _is_piece(layout, level: str) -> bool:
+    """Whether ``level`` is a whole piece of the concatenation ``layout``."""
+    return any(part.kind == "unit" and part.level == level for part in layout.parts)
 
 
 def delta_net_changes(
