@@ -97,6 +97,9 @@ _HEAD_WIDTHS = ("embed_dim", "all_head_size", "inner_dim", "lru_width")
 # the width of each head's block of rows, the trailing factor of heads x width
 # (RecurrentGemma's RG-LRU reshapes its input by num_attention_heads x block_width)
 _BLOCK_WIDTHS = ("block_width",)
+# the count of a group's leading blocks, by kind: DeepSeek-V3's router views its
+# experts as (num_group routing groups) x (experts per group)
+_BLOCK_COUNTS = {GroupKind.EXPERTS: ("num_group", "n_group")}
 # key/value widths named like the hidden size: set only on classes the table lists
 # for them (JetMoE's mixture of attention heads keeps kv heads x head_dim as hidden_size)
 _LISTED_KV_WIDTHS = ("hidden_size",)
@@ -208,11 +211,16 @@ def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
         if group.kind in _WIDTH_ATTRS and len(group.levels) == 1:
             yield group.size, cut.kept_size(group.levels[0].name), _WIDTH_ATTRS[group.kind]
             yield group.size, cut.kept_size(group.levels[0].name), _ONE_HEAD_WIDTHS
+        elif group.kind in _WIDTH_ATTRS:  # experts in routing groups: the total counts
+            widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in group.members}
+            for old, new in sorted(widths):
+                if old != new:
+                    yield old, new, _WIDTH_ATTRS[group.kind]
         for level in group.levels:
             kept = cut.kept_size(level.name)
             headed = [m for m in group.members if _heads_of(m.layout, level.name)]
             if kept != level.size and headed:
-                yield level.size, kept, _HEAD_COUNTS
+                yield level.size, kept, _HEAD_COUNTS + _BLOCK_COUNTS.get(group.kind, ())
                 # and the heads' total width, which the code reshapes their output by
                 widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in headed}
                 for old, new in sorted(widths):
