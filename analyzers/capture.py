@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -124,7 +125,8 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any], draft: bool =
         # a forward caching a tensor on its module: untouched() takes it off again
         warnings.filterwarnings("ignore", "The tensor attributes? .* assigned during export")
         if draft:
-            program = _quietly(torch.export.draft_export, model, args, kwargs)
+            with _where_as_nonzero():
+                program = _quietly(torch.export.draft_export, model, args, kwargs)
         else:
             program = torch.export.export(model, args, kwargs, strict=False)
     signature = program.graph_signature
@@ -181,6 +183,27 @@ def _idle_conversions() -> Iterator[None]:
         nn.Module._apply = apply
 
 
+@contextlib.contextmanager
+def _where_as_nonzero() -> Iterator[None]:
+    """``torch.where(condition)`` as ``condition.nonzero().unbind(1)``, the same
+    index tensors. Under ``draft_export`` (torch 2.13) the one-argument ``where``
+    leaves its unbacked length unbound (PendingUnbackedSymbolNotFound), which
+    stopped every expert loop routing tokens by ``torch.where(expert_mask[e])``
+    (LongCat-Flash); ``nonzero`` is captured."""
+    where = torch.where
+
+    def nonzero_where(*args, **kwargs):
+        if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
+            return tuple(args[0].nonzero().unbind(1))
+        return where(*args, **kwargs)
+
+    torch.where = nonzero_where
+    try:
+        yield
+    finally:
+        torch.where = where
+
+
 def _data_dependent(error: BaseException) -> bool:
     """Export stopped at Python control flow on a tensor's value."""
     return "data-dependent" in str(error)
@@ -213,13 +236,20 @@ def _specialized(program) -> str:
     places = []
     for failure in getattr(getattr(program, "_report", None), "failures", ()):
         stack = failure.data.get("user_stack") if isinstance(failure.data, dict) else None
-        if stack:
-            frame = stack[-1]
+        # the innermost frame of the model's code (not torch's, nor _where_as_nonzero's,
+        # whose short stacks end in this file: the model's own line is reported too)
+        frame = next((f for f in reversed(stack or ()) if _models(files, f)), None)
+        if frame:
             name = str(files.get(frame.get("filename"), "?")).rpartition("/")[2]
             places.append(f"{name}:{frame.get('line')} `{frame.get('loc', '').strip()}`")
     where = "; ".join(dict.fromkeys(places)) or "a data-dependent branch"
     log.warning("control flow on tensor values follows the example inputs at %s", where)
     return f"draft_export (control flow on values follows the example inputs at {where})"
+
+
+def _models(files: dict, frame: dict) -> bool:
+    name = os.path.realpath(str(files.get(frame.get("filename"), "")))
+    return name != os.path.realpath(__file__) and f"{os.sep}torch{os.sep}" not in name
 
 
 def _is_tensor_attribute(model: nn.Module, name: str) -> bool:

@@ -62,3 +62,34 @@ def test_a_run_past_the_branch_names_where_it_stopped():
         surgeon.analyze(model, inputs=torch.randn(4, 8))
     assert caught.value.module == "narrow"
     assert "shape '[4, 7]' is invalid" in caught.value.cause
+
+
+class Routed(nn.Module):
+    """An expert loop routing tokens by torch.where (LongCat-Flash, Switch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = nn.Linear(8, 3)
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Linear(8, 12), nn.Linear(12, 8)) for _ in "abc"
+        )
+
+    def forward(self, x):
+        top = self.router(x).topk(2, dim=-1).indices  # (tokens, 2)
+        mask = nn.functional.one_hot(top, 3).permute(2, 1, 0)  # (experts, 2, tokens)
+        out = torch.zeros_like(x)
+        for hit in mask.sum((-1, -2)).nonzero():
+            expert = int(hit.item())
+            _, tokens = torch.where(mask[expert])
+            out = out.index_add(0, tokens, self.experts[expert](x[tokens]))
+        return out
+
+
+def test_an_expert_loop_routing_by_where_is_captured_along_the_examples():
+    torch.manual_seed(0)
+    model = Routed().eval()
+    analysis = surgeon.analyze(model, inputs=torch.randn(16, 8))
+    assert analysis.capture_method.startswith("draft_export")
+    assert "test_draft_capture.py" in analysis.capture_method
+    assert " capture.py" not in analysis.capture_method  # not the where as nonzero
+    assert any(g.size == 12 for g in analysis.prunable)
