@@ -158,3 +158,28 @@ def test_heads_reshaped_to_the_inputs_width_are_frozen_up_front():
     assert attention and all("embed_dim read from its input" in g.frozen for g in attention)
     assert all(g.frozen for g in analysis.by_kind("hidden"))
     assert [g.kind for g in analysis.prunable] == ["mlp"]
+
+
+class BlockedAttention(nn.Module):
+    """LongT5's local attention: heads written out, the batch and the blocks in ``...``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(8, 12), nn.Linear(8, 12), nn.Linear(8, 12)
+        self.o = nn.Linear(12, 8)
+
+    def forward(self, x):  # x: (batch, 2 blocks x 3, 8)
+        def blocks(t):
+            return t.reshape(x.shape[0], 2, 3, 3, 4)  # (batch, blocks, len, 3 heads, 4)
+
+        q, k, v = blocks(self.q(x)), blocks(self.k(x)), blocks(self.v(x))
+        scores = torch.einsum("...qhd,...khd->...hqk", q, k).softmax(-1)
+        out = torch.einsum("...hqk,...khd->...qhd", scores, v)
+        return self.o(out.reshape(x.shape[0], 6, 12))
+
+
+def test_einsum_heads_beside_an_ellipsis_of_blocks_form_an_attention_group():
+    analysis = surgeon.analyze(BlockedAttention().eval(), torch.randn(2, 6, 8))
+    (attention,) = analysis.by_kind("attention")
+    assert (attention.kv_heads, attention.head_dim) == (3, 4)
+    assert len(attention.levels) == 1
