@@ -106,15 +106,19 @@ def _capture(model: nn.Module, args: tuple, kwargs: dict, derived: bool) -> tupl
     builds it only when not compiling), and those become the analysis' inputs."""
     try:
         return capture(model, args, kwargs), kwargs
-    except CaptureError:
+    except CaptureError as error:
         masked = with_attention_mask(model, kwargs) if derived else None
         if masked is None:
             raise
         try:
             return capture(model, args, masked), masked
-        except CaptureError:
-            pass
-        raise
+        except CaptureError as with_mask:  # both said: either may be the one to mend
+            raise CaptureError(
+                f"{error}\n  with the all-ones attention_mask a tokenizer gives, "
+                f"in module '{with_mask.module or '<root>'}': {with_mask.cause}",
+                module=error.module,
+                cause=error.cause,
+            ) from with_mask
 
 
 @dataclass(frozen=True)
