@@ -62,7 +62,7 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "MistralMLP": ("intermediate_size",),
         "MixtralAttention": ("num_key_value_groups",),
         "MixtralExperts": ("intermediate_dim", "num_experts"),
-        "MixtralTopKRouter": ("num_experts",),
+        "MixtralTopKRouter": ("num_experts", "hidden_dim"),  # reshapes its input by hidden_dim
         # splits its fused qkv conv by [1, embed_dim, embed_dim]: its key/value channels
         "MobileViTV2LinearSelfAttention": ("embed_dim",),
         "OPTAttention": ("num_heads",),
@@ -73,7 +73,7 @@ ATTRIBUTES: dict[str, frozenset[str]] = {
         "Qwen3MLP": ("intermediate_size",),
         "Qwen3MoeAttention": ("num_key_value_groups",),
         "Qwen3MoeExperts": ("intermediate_dim", "num_experts"),
-        "Qwen3MoeTopKRouter": ("num_experts",),
+        "Qwen3MoeTopKRouter": ("num_experts", "hidden_dim"),  # reshapes its input by hidden_dim
         "T5Attention": ("inner_dim", "n_heads"),
         # reads d_model only for its sinusoidal positions, whose width is the (uncut)
         # rows of each layer's r, never the hidden size's

@@ -11,6 +11,8 @@ from surgeon.rewriters import attribute_table
 from surgeon.rewriters.transaction import Transaction
 from tests.zoo import HF_MODELS
 
+HIDDEN_NAMES = frozenset({"hidden_dim", "hidden_size", "input_size"})
+
 
 def _cuts(analysis):
     """One head cut per attention shape (whole KV groups, then queries) and one
@@ -54,7 +56,10 @@ def test_the_table_holds_what_verified_cuts_needed(name, monkeypatch, caplog):
         seen.setdefault(record.args[1], set()).add(record.args[2])
     assert seen, "no attribute was updated"
     for cls, names in seen.items():
-        assert table.get(cls) == frozenset(names), cls
+        # the table may list more: widths of cuts this test does not make (the
+        # hidden size a router reshapes its input by)
+        assert frozenset(names) <= table.get(cls, frozenset()), cls
+        assert table[cls] - frozenset(names) <= HIDDEN_NAMES, cls
 
 
 def test_a_class_in_the_table_keeps_its_other_attributes_and_an_unknown_one_is_logged(caplog):
@@ -91,3 +96,14 @@ def test_xlnet_keeps_the_width_of_its_positions_through_a_hidden_cut():
     assert tuple(pruned.transformer.layer[0].rel_attn.q.shape) == (16, 2, 16)
     report = surgeon.verify(model, pruned, plan, analysis=analysis)
     assert report.exact_ok and set(report.inexact) == {"hidden"}
+
+
+@pytest.mark.parametrize("name", ["mixtral"])
+def test_a_hidden_cut_updates_the_width_a_router_reshapes_by(name):
+    model = HF_MODELS[name]().eval()
+    analysis = surgeon.analyze(model)
+    hidden = analysis.by_kind("hidden")[0]
+    plan = surgeon.Plan.for_analysis(analysis, {hidden.id: list(range(hidden.size - 8))})
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    assert pruned.model.layers[0].mlp.gate.hidden_dim == hidden.size - 8
+    assert surgeon.verify(model, pruned, plan, analysis=analysis).accepted
