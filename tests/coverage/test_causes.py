@@ -3,7 +3,9 @@ now mended at its root: each runs every stage of the sweep (bench/coverage.py)
 in its own forked process; the stages the cause broke must pass, and no stage
 may return a mismatched model, crash or time out."""
 
+import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -64,15 +66,29 @@ def architectures():
     return {a.model_type: a for a in coverage.discover()}
 
 
+def run_rows(architectures, model_types) -> dict[str, dict]:
+    """The sweep's rows of ``model_types``, as many at once as there are cores
+    (each row is a child forked from this process, on one thread)."""
+    model_types = sorted(set(model_types))
+    workers = max(1, min(len(model_types), os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers) as pool:
+        found = pool.map(lambda m: coverage.run_model(architectures[m], timeout=600), model_types)
+        return dict(zip(model_types, found, strict=True))
+
+
+@pytest.fixture(scope="module")
+def rows(architectures):
+    return run_rows(architectures, CAUSES)
+
+
 @pytest.mark.parametrize("model_type", sorted(CAUSES))
-def test_every_stage_passes(architectures, model_type):
-    check(architectures, model_type, *CAUSES[model_type])
+def test_every_stage_passes(rows, model_type):
+    check(rows[model_type], model_type, *CAUSES[model_type])
 
 
-def check(architectures, model_type: str, cause: str, stages: tuple[str, ...]) -> None:
-    """Run ``model_type`` through the sweep's stages: ``stages`` pass, and no
-    stage is a mismatch, crash or timeout (other test_causes_* files use it)."""
-    row = coverage.run_model(architectures[model_type], timeout=600)
+def check(row: dict, model_type: str, cause: str, stages: tuple[str, ...]) -> None:
+    """``row`` (``model_type`` through the sweep's stages): ``stages`` pass, and
+    no stage is a mismatch, crash or timeout (other test_causes_* files use it)."""
     assert coverage.buildable(row), row["stages"].get("build")
     outcomes = coverage.applicable(row)
     broken = {

@@ -7,7 +7,7 @@ a refusal that names the module (REFUSED)."""
 
 import pytest
 
-from tests.coverage.test_causes import architectures, check, coverage  # noqa: F401 - a fixture
+from tests.coverage.test_causes import architectures, check, coverage, run_rows  # noqa: F401
 
 # model type -> the cause its row used to fail on, and the stages it broke
 CAUSES = {
@@ -42,15 +42,20 @@ REFUSED = {
 }
 
 
+@pytest.fixture(scope="module")
+def rows(architectures):  # noqa: F811 - the fixture
+    return run_rows(architectures, [*CAUSES, *REFUSED])
+
+
 @pytest.mark.parametrize("model_type", sorted(CAUSES))
-def test_every_stage_passes(architectures, model_type):  # noqa: F811
-    check(architectures, model_type, *CAUSES[model_type])
+def test_every_stage_passes(rows, model_type):
+    check(rows[model_type], model_type, *CAUSES[model_type])
 
 
 @pytest.mark.parametrize("model_type", sorted(REFUSED))
-def test_refused_up_front(architectures, model_type):  # noqa: F811
+def test_refused_up_front(rows, model_type):
     stage, named = REFUSED[model_type]
-    row = coverage.run_model(architectures[model_type], timeout=600)
+    row = rows[model_type]
     assert coverage.buildable(row), row["stages"].get("build")
     outcome = row["stages"][stage]
     assert outcome["status"] == "refused", outcome

@@ -5,7 +5,7 @@ every sweep stage, as in test_causes.py)."""
 
 import pytest
 
-from tests.coverage.test_causes import architectures, check  # noqa: F401 - a fixture
+from tests.coverage.test_causes import architectures, check, run_rows  # noqa: F401
 
 # model type -> the cause its row used to fail on, and the stages it broke
 CAUSES = {
@@ -23,6 +23,11 @@ CAUSES = {
 }
 
 
+@pytest.fixture(scope="module")
+def rows(architectures):  # noqa: F811 - the fixture
+    return run_rows(architectures, CAUSES)
+
+
 @pytest.mark.parametrize("model_type", sorted(CAUSES))
-def test_every_stage_passes(architectures, model_type):  # noqa: F811 - the fixture
-    check(architectures, model_type, *CAUSES[model_type])
+def test_every_stage_passes(rows, model_type):
+    check(rows[model_type], model_type, *CAUSES[model_type])
