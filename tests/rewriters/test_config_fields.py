@@ -66,3 +66,14 @@ def test_hidden_groups_of_different_widths_update_their_own_fields():
     assert pruned.model.hidden_size_per_layer_input == 8
     rebuilt = hf.Gemma4ForCausalLM(hf.Gemma4TextConfig.from_dict(pruned.config.to_dict()))
     assert shapes(rebuilt) == shapes(pruned)
+
+
+def test_a_per_stage_head_list_pins_no_head_dim():
+    # Swin-V2: num_attention_heads maps to num_heads, a list per stage; its last
+    # stage's width is hidden_size, which a cut of that stage's stream updates
+    from surgeon.rewriters.config_fields import _pin_head_dim
+    from surgeon.rewriters.transaction import Transaction
+
+    config = hf.Swinv2Config(embed_dim=8, depths=[1, 1], num_heads=[1, 2])
+    _pin_head_dim(config, Transaction())
+    assert getattr(config, "head_dim", None) is None
