@@ -17,7 +17,7 @@ from .checks import check_devices, check_dtypes
 from .dispatched import has_accelerate_hooks, meta_skeleton, to_meta
 from .example_inputs import example_inputs, normalise_inputs, with_attention_mask
 from .grouping import form_groups
-from .groups import Block, Group
+from .groups import Block, Group, GroupKind
 from .limits import freeze_fixed_heads, without_bias_caches
 from .names import ParameterNames
 from .propagate import propagate
@@ -87,6 +87,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
     coupling.shapes = {names.canonical(n): shape for n, shape in coupling.shapes.items()}
     blocks = find_blocks(model, captured)
     groups = freeze_fixed_heads(model, form_groups(coupling, blocks, names.aliases, names.order))
+    groups = _freeze_unseen_widths(groups, captured)
     return Analysis(
         inputs=(args, kwargs),
         model_class=type(model).__name__,
@@ -119,6 +120,43 @@ def _capture(model: nn.Module, args: tuple, kwargs: dict, derived: bool) -> tupl
                 module=error.module,
                 cause=error.cause,
             ) from with_mask
+
+
+def _freeze_unseen_widths(groups: list[Group], captured: Capture) -> list[Group]:
+    """A draft capture follows the example inputs' branches: a parameter the
+    examples branched past (experts no example token was routed to,
+    Longformer's global projections: its module's parent or a sibling ran) is
+    in no group, yet other inputs read it at the hidden size. Hidden groups
+    are frozen then, naming it; the widths inside the modules the examples ran
+    stay prunable. (A module that never runs, an unused pooler, is no branch.)"""
+    if not captured.method.startswith("draft_export"):
+        return groups
+    ran = {captured.module_of(node) for node in captured.graph.nodes}
+    unread = [
+        name
+        for node in captured.graph.nodes
+        if node.op == "placeholder"
+        and (name := captured.params.get(node.name))
+        and not node.users
+        and _beside_a_run(name.rpartition(".")[0], ran)
+    ]
+    if not unread:
+        return groups
+    more = f" (+{len(unread) - 1} more)" if len(unread) > 1 else ""
+    reason = (
+        f"the draft capture followed the example inputs, which never reached '{unread[0]}'"
+        f"{more}: other inputs read it at the hidden size, which a cut would leave stale"
+    )
+    return [
+        replace(g, frozen=reason) if g.kind == GroupKind.HIDDEN and g.frozen is None else g
+        for g in groups
+    ]
+
+
+def _beside_a_run(owner: str, ran: set[str]) -> bool:
+    """Whether ``owner``'s parent ran, or a module under it did (a sibling expert)."""
+    parent = owner.rpartition(".")[0]
+    return bool(parent) and any(r == parent or r.startswith(parent + ".") for r in ran)
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,8 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
         if getattr(model, "config", None) is not None or signature is None
         else (_materialise(signature, device))
     )
+    # for a copy with weights in memory (_with_weights makes them on the CPU)
+    real_inputs = None if inputs is None else _materialise(signature, torch.device("cpu"))
     for plan in (Plan.from_dict(p) for p in manifest["plans"]):
         try:
             analysis = analyze(model, inputs)
@@ -170,12 +172,14 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
             # captured; its structure is analysed on an all-meta copy instead
             try:
                 analysis = analyze(meta_skeleton(model), to_meta(inputs))
-            except CaptureError:
-                if "data-dependent" not in str(error):
+            except CaptureError as meta_error:
+                # either may stop there first: LongCat's router mixes the skeleton's
+                # real bias with meta weights, its all-meta copy reaches the branch
+                if not any("data-dependent" in str(e) for e in (error, meta_error)):
                     raise
                 # control flow on tensor values (Longformer's global attention) is
                 # captured by running real values: a copy with weights in memory
-                analysis = analyze(_with_weights(model), inputs)
+                analysis = analyze(_with_weights(model), real_inputs)
         try:
             model = apply(model, plan, inplace=True, check=False, analysis=analysis)
         except PlanError as error:
@@ -183,7 +187,7 @@ def replay(manifest: dict[str, Any], model: nn.Module | None = None) -> nn.Modul
                 raise
             # the skeleton's meta weights hid a value the original's capture knew
             # (Falcon's rotary index): analysed again on a copy with weights
-            analysis = analyze(_with_weights(model), inputs)
+            analysis = analyze(_with_weights(model), real_inputs)
             model = apply(model, plan, inplace=True, check=False, analysis=analysis)
     provenance = Provenance.of(model)
     if provenance is not None:

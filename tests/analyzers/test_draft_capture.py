@@ -93,3 +93,26 @@ def test_an_expert_loop_routing_by_where_is_captured_along_the_examples():
     assert "test_draft_capture.py" in analysis.capture_method
     assert " capture.py" not in analysis.capture_method  # not the where as nonzero
     assert any(g.size == 12 for g in analysis.prunable)
+
+
+class Skipping(nn.Module):
+    """Tokens routed by value; the second expert reads the hidden size too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.experts = nn.ModuleList(nn.Linear(8, 8) for _ in "ab")
+        self.unused = nn.Linear(8, 8)  # never called: no branch the examples skipped
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        h = self.embed(x)
+        expert = self.experts[1] if (x[:, 0] > 4).all() else self.experts[0]
+        return self.head(h + expert(h))  # a residual stream: the hidden size
+
+
+def test_a_parameter_the_examples_branched_past_freezes_the_hidden_size():
+    analysis = surgeon.analyze(Skipping().eval(), inputs=torch.randint(0, 5, (3, 4)))
+    (hidden,) = analysis.by_kind("hidden")
+    assert "never reached 'experts.1.weight'" in hidden.frozen
+    assert "unused" not in hidden.frozen

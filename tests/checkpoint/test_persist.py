@@ -117,3 +117,32 @@ def test_the_planner_can_keep_results_loadable_by_plain_from_pretrained(tmp_path
     surgeon.save(surgeon.apply(model, loadable, analysis=analysis), tmp_path)
     assert json.loads((tmp_path / "surgeon.json").read_text())["plain_from_pretrained"]
     hf.AutoModelForCausalLM.from_pretrained(tmp_path)
+
+
+class ScaledBranch(torch.nn.Module):
+    """A real buffer beside the weights and a branch on values (LongCat-Flash's
+    router bias and expert loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = torch.nn.Linear(4, 8), torch.nn.Linear(8, 4)
+        self.register_buffer("scale", torch.ones(8))
+
+    def forward(self, x):
+        h = self.up(x) * self.scale
+        if h.sum() > -1e9:
+            h = torch.relu(h)
+        return self.down(h)
+
+
+def test_a_skeleton_stopping_at_its_devices_then_at_a_branch_is_replayed_with_weights(tmp_path):
+    model, x = ScaledBranch().eval(), torch.randn(3, 4)
+    analysis = surgeon.analyze(model, x)
+    group = next(g for g in analysis.prunable if g.size == 8)
+    pruned = surgeon.apply(model, {group.id: [0, 2, 5]}, analysis=analysis)
+    surgeon.save(pruned, tmp_path)
+    skeleton = ScaledBranch().eval()
+    skeleton.up.to("meta"), skeleton.down.to("meta")  # weights on meta, the buffer real
+    loaded = surgeon.load(tmp_path, model=skeleton)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), pruned(x))
