@@ -27,7 +27,9 @@ from torch.utils import _pytree as pytree
 
 from surgeon.errors import CaptureError
 
+from . import quirks
 from .example_inputs import without_cache
+from .quirks import idle_conversions, unvalidated_distributions, where_as_nonzero
 from .untouched import untouched
 
 __all__ = ["Capture", "capture", "innermost_module", "plain_output"]
@@ -69,7 +71,7 @@ def capture(model: nn.Module, args: tuple, kwargs: dict[str, Any]) -> Capture:
     """Capture ``model(*args, **kwargs)``; raise :class:`CaptureError` naming the
     module where both export and the symbolic-trace fallback failed."""
     kwargs = without_cache(model, kwargs)
-    with torch.no_grad(), _quiet_fake_tensor_errors():
+    with torch.no_grad(), _quiet_fake_tensor_errors(), unvalidated_distributions():
         try:
             with untouched(model), _plain_outputs(model), innermost_module(model) as where:
                 return _export(model, args, kwargs)
@@ -121,11 +123,11 @@ def _plain_outputs(model: nn.Module) -> Iterator[None]:
 def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any], draft: bool = False) -> Capture:
     """``draft``: control flow on tensor values follows the example inputs
     (``torch.export.draft_export`` runs them for real); the method says where."""
-    with warnings.catch_warnings(), _idle_conversions():
+    with warnings.catch_warnings(), idle_conversions():
         # a forward caching a tensor on its module: untouched() takes it off again
         warnings.filterwarnings("ignore", "The tensor attributes? .* assigned during export")
         if draft:
-            with _where_as_nonzero():
+            with where_as_nonzero():
                 program = _quietly(torch.export.draft_export, model, args, kwargs)
         else:
             program = torch.export.export(model, args, kwargs, strict=False)
@@ -157,51 +159,6 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any], draft: bool =
         output_labels=_leaf_labels(program.call_spec.out_spec),
         owner=program,
     )
-
-
-@contextlib.contextmanager
-def _idle_conversions() -> Iterator[None]:
-    """A forward may convert its own submodule (SwitchTransformers' router:
-    ``self.classifier = self.classifier.to(self.dtype)``). Under export its
-    parameters are fake tensors, which ``Module._apply`` cannot swap; a
-    conversion that changes no tensor (the dtype and device they already have)
-    returns the module as it is instead. One that would change a tensor still
-    fails, naming the module."""
-    apply = nn.Module._apply
-
-    def _apply(self, fn, recurse=True):
-        tensors = [*self.parameters(recurse=recurse), *self.buffers(recurse=recurse)]
-        with torch.no_grad():
-            if all(fn(tensor) is tensor for tensor in tensors):
-                return self
-        return apply(self, fn, recurse)
-
-    nn.Module._apply = _apply
-    try:
-        yield
-    finally:
-        nn.Module._apply = apply
-
-
-@contextlib.contextmanager
-def _where_as_nonzero() -> Iterator[None]:
-    """``torch.where(condition)`` as ``condition.nonzero().unbind(1)``, the same
-    index tensors. Under ``draft_export`` (torch 2.13) the one-argument ``where``
-    leaves its unbacked length unbound (PendingUnbackedSymbolNotFound), which
-    stopped every expert loop routing tokens by ``torch.where(expert_mask[e])``
-    (LongCat-Flash); ``nonzero`` is captured."""
-    where = torch.where
-
-    def nonzero_where(*args, **kwargs):
-        if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor):
-            return tuple(args[0].nonzero().unbind(1))
-        return where(*args, **kwargs)
-
-    torch.where = nonzero_where
-    try:
-        yield
-    finally:
-        torch.where = where
 
 
 def _data_dependent(error: BaseException) -> bool:
@@ -236,8 +193,8 @@ def _specialized(program) -> str:
     places = []
     for failure in getattr(getattr(program, "_report", None), "failures", ()):
         stack = failure.data.get("user_stack") if isinstance(failure.data, dict) else None
-        # the innermost frame of the model's code (not torch's, nor _where_as_nonzero's,
-        # whose short stacks end in this file: the model's own line is reported too)
+        # the innermost frame of the model's code (not torch's, nor quirks.where_as_nonzero's,
+        # whose short stacks end in quirks.py: the model's own line is reported too)
         frame = next((f for f in reversed(stack or ()) if _models(files, f)), None)
         if frame:
             name = str(files.get(frame.get("filename"), "?")).rpartition("/")[2]
@@ -249,7 +206,8 @@ def _specialized(program) -> str:
 
 def _models(files: dict, frame: dict) -> bool:
     name = os.path.realpath(str(files.get(frame.get("filename"), "")))
-    return name != os.path.realpath(__file__) and f"{os.sep}torch{os.sep}" not in name
+    ours = {os.path.realpath(__file__), os.path.realpath(quirks.__file__)}
+    return name not in ours and f"{os.sep}torch{os.sep}" not in name
 
 
 def _is_tensor_attribute(model: nn.Module, name: str) -> bool:

@@ -87,6 +87,8 @@ def index(ctx: RuleContext):
     axes = ctx.axes(x)
     positions = [i for i, idx in enumerate(indices) if idx is not None]
     out = ctx.like_output()
+    if len(positions) == 1 and _is_mask(indices[positions[0]]):
+        return _masked(ctx, axes, positions[0], indices[positions[0]], out)
     if len(positions) == 1:
         (i,) = positions
         run = _constant_range(ctx, indices[i], ctx.shape(x)[i])
@@ -112,6 +114,25 @@ def index(ctx: RuleContext):
     for i in positions:
         ctx.broadcast_into(ctx.axes(indices[i]), index_out)
     ctx.value_domain = ctx.domain_of(x)
+    return out
+
+
+def _is_mask(index) -> bool:
+    value = getattr(index, "meta", {}).get("val")
+    return isinstance(value, torch.Tensor) and value.dtype == torch.bool
+
+
+def _masked(ctx: RuleContext, axes, at: int, mask, out):
+    """``x[mask]`` (a boolean mask over ``k`` axes from ``at``, kept as such by a
+    draft capture: BLT's patcher): those axes become one axis of the selected
+    positions, a count known only at run time; the axes around it stay."""
+    covered = axes[at : at + len(ctx.axes(mask))]
+    for atom in covered:
+        if ctx.size(atom) != 1:
+            ctx.freeze(atom, "selected by a boolean mask computed at run time")
+    after = axes[at + len(covered) :]
+    ctx.unify_all(axes[:at], out[:at])
+    ctx.unify_all(after, out[at + 1 :])
     return out
 
 

@@ -116,3 +116,22 @@ def test_a_parameter_the_examples_branched_past_freezes_the_hidden_size():
     (hidden,) = analysis.by_kind("hidden")
     assert "never reached 'experts.1.weight'" in hidden.frozen
     assert "unused" not in hidden.frozen
+
+
+class Sampled(nn.Module):
+    """BLT's patcher: a distribution over its logits, positions picked by a mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(8, 12), nn.Linear(12, 8)
+
+    def forward(self, x):
+        entropy = torch.distributions.Categorical(logits=x).entropy()  # validates its logits
+        h = torch.relu(self.up(x))[entropy > 0]  # (positions picked, 12)
+        return self.down(h)
+
+
+def test_a_distribution_and_a_boolean_mask_capture():
+    analysis = surgeon.analyze(Sampled().eval(), inputs=torch.randn(2, 5, 8))
+    assert [g.size for g in analysis.prunable] == [12]
+    assert torch.distributions.Distribution._validate_args  # restored
