@@ -7,7 +7,7 @@ from math import prod
 
 from torch import ops
 
-from ..axes import FactKind
+from ..axes import AxisConflict, FactKind
 from .context import RuleContext
 from .registry import register
 
@@ -15,14 +15,43 @@ aten = ops.aten
 
 
 def _reshape(ctx: RuleContext, source, out_shape) -> tuple[int, ...]:
-    """Row-major reshape: output axes are products of the input's factors."""
+    """Row-major reshape: output axes are products of the input's factors.
+
+    Leading and trailing axes of equal sizes on both sides are the same axes
+    (row-major order fixes them), so only the axes between are regrouped; where
+    those do not line up (a relative-position shift views (i, j) as (j, i)),
+    only they are frozen, not the heads around them."""
     axes = ctx.axes(source)
     out = ctx.fresh(out_shape)
     factors = [leaf for atom in axes for leaf in ctx.algebra.product_leaves(atom)]
-    out_factors = [leaf for atom in out for leaf in ctx.algebra.product_leaves(atom)]
     if 0 in out_shape or any(ctx.size(leaf) == 0 for leaf in factors):
         return out  # an empty tensor carries no index space to couple (Falcon-H1)
-    ctx.algebra.unify_products(factors, out_factors)
+    shape = ctx.shape(source)
+    lead = 0
+    while lead < min(len(shape), len(out_shape)) and shape[lead] == out_shape[lead]:
+        lead += 1
+    trail = 0
+    while (
+        trail < min(len(shape), len(out_shape)) - lead
+        and shape[-1 - trail] == out_shape[-1 - trail]
+    ):
+        trail += 1
+    for x, y in zip(
+        (*axes[:lead], *axes[len(axes) - trail :]),
+        (*out[:lead], *out[len(out) - trail :]),
+        strict=True,
+    ):
+        ctx.algebra.unify(x, y)
+    middle, out_middle = axes[lead : len(axes) - trail], out[lead : len(out) - trail]
+    try:
+        ctx.algebra.unify_products(
+            [leaf for atom in middle for leaf in ctx.algebra.product_leaves(atom)],
+            [leaf for atom in out_middle for leaf in ctx.algebra.product_leaves(atom)],
+        )
+    except AxisConflict as conflict:
+        for atom in (*middle, *out_middle):
+            if ctx.size(atom) != 1:
+                ctx.freeze(atom, f"axes do not line up ({conflict})")
     ctx.value_domain = ctx.domain_of(source)
     return out
 
@@ -252,3 +281,59 @@ def _same_dtype(node) -> bool:
 def view_as_real(ctx: RuleContext):
     """``(..., n)`` complex numbers back to ``(..., n, 2)`` real pairs."""
     return (*ctx.axes(ctx.node.args[0]), ctx.algebra.new(2))
+
+
+@register(aten.as_strided.default)
+def as_strided(ctx: RuleContext):
+    """A strided view over a tensor's memory (Longformer's overlapping windows).
+    An output axis is an input axis where both have one size and stride and,
+    on both sides, that axis is a digit of its own in the memory offset (every
+    other stride a multiple of its span, or all of them together below its
+    stride): the same index reads the same rows. The other axes re-read memory
+    (windows over positions) and are frozen."""
+    source = ctx.node.args[0]
+    size, stride = list(ctx.node.args[1]), list(ctx.node.args[2])
+    offset = ctx.arg(3, "storage_offset", 0) or 0
+    value = source.meta.get("val")
+    axes, out = ctx.axes(source), ctx.fresh(ctx.out_shape())
+    why = f"{ctx.describe()}: a strided view re-reads these axes' memory"
+    kept_in, kept_out = set(), set()
+    if value is not None:
+        shape, strides = list(value.shape), list(value.stride())
+        for e, (n, step) in enumerate(zip(size, stride, strict=True)):
+            if n == 1:
+                continue
+            for d, (m, in_step) in enumerate(zip(shape, strides, strict=True)):
+                if (
+                    (m, in_step) == (n, step)
+                    and d not in kept_in
+                    and _digit(size, stride, e, offset)
+                    and _digit(shape, strides, d, value.storage_offset())
+                ):
+                    ctx.algebra.unify(axes[d], out[e])
+                    kept_in.add(d)
+                    kept_out.add(e)
+                    break
+    for atom in [a for d, a in enumerate(axes) if d not in kept_in] + [
+        a for e, a in enumerate(out) if e not in kept_out
+    ]:
+        if ctx.size(atom) != 1:
+            ctx.fact(atom, FactKind.FROZEN, why)
+    return out
+
+
+def _digit(sizes, strides, dim: int, offset) -> bool:
+    """Whether axis ``dim`` is a digit of its own in the memory offset."""
+    span = strides[dim] * sizes[dim]
+    below = offset if isinstance(offset, int) and offset < strides[dim] else 0
+    if isinstance(offset, int) and offset >= strides[dim] and offset % span:
+        return False
+    for f, (n, step) in enumerate(zip(sizes, strides, strict=True)):
+        if f == dim or n == 1:
+            continue
+        if step >= strides[dim]:
+            if step % span:
+                return False
+        else:
+            below += step * (n - 1)
+    return below < strides[dim]

@@ -60,7 +60,14 @@ def slice_(ctx: RuleContext):
         return tuple(out)
     if start == 0 and end == size:
         return axes
-    pieces = _split_outputs(ctx, source, dim, [start, end - start, size - end])
+    try:
+        pieces = _split_outputs(ctx, source, dim, [start, end - start, size - end])
+    except AxisConflict as conflict:  # across an axis regrouped (frozen) before:
+        out = list(axes)  # only the sliced axis is frozen, not the heads beside it
+        out[dim] = ctx.fresh([end - start])[0]
+        for atom in (axes[dim], out[dim]):
+            ctx.freeze(atom, f"axes do not line up ({conflict})")
+        return tuple(out)
     return pieces[1]  # one piece per size, empty ones included: the middle is the slice
 
 
