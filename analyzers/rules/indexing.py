@@ -195,11 +195,28 @@ def _mask_rank(index) -> int:
     aten.scatter_reduce.two,
 )
 def scatter(ctx: RuleContext):
-    x, dim = ctx.node.args[:2]
-    index = ctx.node.args[2]
+    """``x.scatter(dim, index, src)``: ``src`` written into ``x`` at the positions
+    along ``dim`` that ``index`` holds; every other axis of ``src`` is that axis
+    of ``x`` (BLT's patch_reduce pools bytes into patches, features kept), or,
+    where ``index`` reads only part of it, frozen."""
+    x, dim, index = ctx.node.args[:3]
     axes = ctx.axes(x)
     dim %= len(axes)
     _indexed(ctx, axes[dim], index)
+    source = ctx.node.args[3] if len(ctx.node.args) > 3 else None
+    s_axes = ctx.axes(source) if isinstance(source, torch.fx.Node) else None
+    if s_axes is None or len(s_axes) != len(axes):
+        return axes
+    read = ctx.shape(index)
+    for d in range(len(axes)):
+        if d == dim:
+            continue
+        if ctx.size(axes[d]) == ctx.size(s_axes[d]) == read[d]:
+            ctx.unify(axes[d], s_axes[d])
+        else:
+            for atom in (axes[d], s_axes[d]):
+                if ctx.size(atom) != 1:
+                    ctx.freeze(atom, "scatter reads only part of it")
     return axes
 
 

@@ -135,3 +135,26 @@ def test_a_distribution_and_a_boolean_mask_capture():
     analysis = surgeon.analyze(Sampled().eval(), inputs=torch.randn(2, 5, 8))
     assert [g.size for g in analysis.prunable] == [12]
     assert torch.distributions.Distribution._validate_args  # restored
+
+
+class Pooled(nn.Module):
+    """BLT's patch_reduce: bytes' features scattered (amax) into their patches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up, self.down = nn.Linear(8, 12), nn.Linear(12, 8)
+
+    def forward(self, x, patch):  # x: (batch, bytes, 8), patch: (batch, bytes)
+        h = self.up(x)
+        index = patch.unsqueeze(-1).expand(-1, -1, h.shape[-1])
+        pooled = torch.zeros(x.shape[0], 3, 12).scatter_reduce(
+            1, index, h, reduce="amax", include_self=False
+        )
+        return self.down(pooled)
+
+
+def test_scattered_features_stay_the_same_axis():
+    patch = torch.tensor([[0, 0, 1, 2, 2], [0, 1, 1, 1, 2]])
+    analysis = surgeon.analyze(Pooled().eval(), inputs=(torch.randn(2, 5, 8), patch))
+    (group,) = [g for g in analysis.prunable if g.size == 12]
+    assert {"up.weight", "down.weight"} <= set(group.params)
