@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import fx
 
-from ..axes import AxisAlgebra, Fact, FactKind, Interface
+from ..axes import AxisAlgebra, AxisConflict, Fact, FactKind, Interface
 from ..ops import LAYOUT_OPS, PRODUCTS
 
 __all__ = ["Axes", "LAYOUT_OPS", "PassState", "RuleContext", "is_run_time", "size_of"]
@@ -159,12 +159,19 @@ class RuleContext:
         self.algebra.unify(a, b)
 
     def unify_all(self, xs: Sequence[int], ys: Sequence[int]) -> None:
-        """Unify position by position, skipping size-1 (broadcast) axes."""
+        """Unify position by position, skipping size-1 (broadcast) axes. Two
+        axes whose structures disagree (positions chunked on one side, padded on
+        the other: LED's attention mask against its windowed scores) are frozen,
+        not the op's other axes (its heads)."""
         if len(xs) != len(ys):
             raise AssertionError(f"rank mismatch {len(xs)} vs {len(ys)} at {self.node}")
         for x, y in zip(xs, ys, strict=True):
             if self.size(x) != 1 and self.size(y) != 1:
-                self.unify(x, y)
+                try:
+                    self.unify(x, y)
+                except AxisConflict as conflict:
+                    for atom in (x, y):
+                        self.freeze(atom, f"axes do not line up ({conflict})")
 
     def broadcast_into(self, xs: Sequence[int], out: Sequence[int]) -> None:
         """Align ``xs`` to the trailing axes of ``out`` as broadcasting does."""

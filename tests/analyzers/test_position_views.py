@@ -2,7 +2,9 @@
 shift (XLNet, Funnel: scores (b, h, i, j) viewed as (b, h, j, i) and sliced)
 and overlapping windows read by ``as_strided`` (Longformer's chunks of
 batch x heads rows). Only the positions are frozen; before, every axis of the
-node was, the heads too, and their attention could not be cut."""
+node was, the heads too, and their attention could not be cut. Two position axes
+that cannot be one (a padded mask against windowed scores: LED) are frozen,
+not the heads beside them."""
 
 import torch
 from torch import nn
@@ -77,3 +79,36 @@ def test_overlapping_windows_keep_their_heads():
     torch.manual_seed(0)
     pruned = _cut_one_head(OverlappingWindows().eval(), torch.randn(2, 8, 8))
     assert pruned.o.in_features == 4
+
+
+class PaddedMask(nn.Module):
+    """LED: a mask over positions built by concatenation, broadcast against
+    scores whose positions come from reshaped windows (a product): the two
+    position axes cannot be one, and only they are frozen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.o = (nn.Linear(8, 8) for _ in range(4))
+        self.num_heads = 2
+
+    def forward(self, x, mask):
+        b, s, _ = x.shape
+        q, k, v = (p(x).view(b, s, self.num_heads, 4) for p in (self.q, self.k, self.v))
+        scores = torch.einsum("bqhd,bkhd->bqhk", q, k)  # (b, s, h, s)
+        scores = scores.reshape(b, s // 2, 2, self.num_heads, s).flatten(1, 2)
+        padded = torch.cat([mask, torch.zeros_like(mask[:, :1])], dim=1)[:, :s]
+        probs = scores.softmax(-1).masked_fill(padded[:, :, None, None], 0.0)
+        out = torch.einsum("bqhk,bkhd->bqhd", probs, v).reshape(b, s, self.num_heads * 4)
+        return self.o(out)
+
+
+def test_positions_that_cannot_be_one_axis_leave_the_heads_free():
+    torch.manual_seed(0)
+    x, mask = torch.randn(2, 6, 8), torch.zeros(2, 6, dtype=torch.bool)
+    model = PaddedMask().eval()
+    analysis = surgeon.analyze(model, (x, mask))
+    heads = analysis.by_kind("attention")
+    assert len(heads) == 1 and heads[0].frozen is None, [g.frozen for g in heads]
+    plan = surgeon.Plan.for_analysis(analysis, {heads[0].id: [0]}, ())
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    assert surgeon.verify(model, pruned, plan, inputs=(x, mask), analysis=analysis).ok
