@@ -97,6 +97,11 @@ TIED_WIDTHS: dict[str, tuple[tuple[str, ...] | None, str]] = {
     "transformers.models.led.modeling_led.LEDDecoderAttention": (None, _INPUT_WIDTH),
     "transformers.models.trocr.modeling_trocr.TrOCRAttention": (None, _INPUT_WIDTH),
     "transformers.models.groupvit.modeling_groupvit.GroupViTAttention": (None, _INPUT_WIDTH),
+    "transformers.models.prophetnet.modeling_prophetnet.ProphetNetAttention": (None, _INPUT_WIDTH),
+    "transformers.models.prophetnet.modeling_prophetnet.ProphetNetNgramSelfAttention": (
+        None,
+        _INPUT_WIDTH,
+    ),
     # DimensionInfo(hidden_dim=token_hidden_states.shape[2]) ... view(..., dim.hidden_dim)
     "transformers.models.pegasus_x.modeling_pegasus_x.PegasusXGlobalLocalAttention": (
         None,

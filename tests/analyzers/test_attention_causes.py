@@ -183,3 +183,18 @@ def test_einsum_heads_beside_an_ellipsis_of_blocks_form_an_attention_group():
     (attention,) = analysis.by_kind("attention")
     assert (attention.kv_heads, attention.head_dim) == (3, 4)
     assert len(attention.levels) == 1
+
+
+def test_prophetnet_heads_fill_the_inputs_width_so_its_hidden_size_is_frozen():
+    # ProphetNet's attentions reshape their heads' output to the input's width: a
+    # hidden cut alone left the heads 64 wide against a 48-wide reshape
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from coverage_models import Architecture, build
+
+    model = build(Architecture("prophetnet", "ProphetNetForConditionalGeneration", "seq2seq-lm"))
+    analysis = surgeon.analyze(model)
+    hidden = analysis.by_kind("hidden")
+    assert hidden and all("embed_dim read from its input" in (g.frozen or "") for g in hidden)
