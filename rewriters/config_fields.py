@@ -29,7 +29,16 @@ __all__ = [
 
 # config fields holding one width of a kind for every layer (a ragged cut leaves them untrue)
 CONFIG_FIELDS = {
-    GroupKind.MLP: ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size"),
+    GroupKind.MLP: (
+        "intermediate_size",
+        "ffn_dim",
+        "n_inner",
+        "d_ff",
+        "ffn_hidden_size",
+        # a MoE's shared experts (Nemotron-H, Qwen2-MoE): an MLP of its own width
+        "moe_shared_expert_intermediate_size",
+        "shared_expert_intermediate_size",
+    ),
     GroupKind.EXPERT_MLP: ("moe_intermediate_size", "intermediate_size"),
     GroupKind.EXPERTS: ("num_local_experts", "num_experts"),
     GroupKind.HIDDEN: ("hidden_size", "n_embd", "d_model", "hidden_size_per_layer_input"),

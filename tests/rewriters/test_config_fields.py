@@ -77,3 +77,25 @@ def test_a_per_stage_head_list_pins_no_head_dim():
     config = hf.Swinv2Config(embed_dim=8, depths=[1, 1], num_heads=[1, 2])
     _pin_head_dim(config, Transaction())
     assert getattr(config, "head_dim", None) is None
+
+
+def test_shared_experts_update_their_own_field():
+    """A MoE's shared experts are MLPs of their own width (Qwen2-MoE's
+    shared_expert_intermediate_size): a uniform cut of them is in config.json."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from coverage_models import Architecture, build
+
+    from surgeon.checkpoint.config_file import describes_itself
+
+    model = build(Architecture("qwen2_moe", "Qwen2MoeForCausalLM", "causal-lm"))
+    analysis = surgeon.analyze(model)
+    shared = [g for g in analysis.prunable if g.kind.value == "mlp"]
+    assert shared and all(g.size == model.config.shared_expert_intermediate_size for g in shared)
+    plan = surgeon.Plan.for_analysis(analysis, {g.id: list(range(0, g.size, 2)) for g in shared})
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    assert pruned.config.shared_expert_intermediate_size == shared[0].size // 2
+    assert pruned.config.moe_intermediate_size == model.config.moe_intermediate_size
+    assert describes_itself(pruned)
