@@ -98,6 +98,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         node_count=sum(1 for _ in captured.graph.nodes),
         pinned_outputs=tuple(coupling.pinned_outputs),
         size=ModelSize.of(model),
+        read=frozenset(coupling.shapes),
     )
 
 
@@ -178,6 +179,8 @@ class Analysis:
     size: ModelSize | None = field(default=None, repr=False, compare=False)
     # the captured submodules when analyze(..., submodules=...) chose them
     parts: Parts | None = field(default=None, repr=False, compare=False)
+    # the parameters and buffers the captured forward reads (None: not known)
+    read: frozenset[str] | None = field(default=None, repr=False, compare=False)
 
     @property
     def frozen(self) -> tuple[Group, ...]:

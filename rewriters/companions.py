@@ -2,7 +2,8 @@
 
 I-BERT's ``QuantLinear`` keeps ``weight_integer``, ``bias_integer`` and
 ``fc_scaling_factor`` beside ``weight`` and ``bias``; outside quantisation mode
-its forward never reads them, so the analysis sees nothing of them. Left whole,
+its forward never reads them (the captured graph does not: ``Analysis.read``), so
+the analysis sees nothing of them. Left whole,
 they keep the old width, and the cut model's state no longer matches what its
 config rebuilds (plain ``from_pretrained`` refuses it). They are cut exactly as
 the parameter they mirror (the same shape, in the same module); one shaped like
@@ -24,7 +25,9 @@ def unread_companions(
 ) -> dict[str, dict[int, list[int]]]:
     """``buffer -> {dim: kept indices}`` for the unread buffers shaped like a cut
     parameter of the same module."""
-    read = {member.param for group in analysis.groups for member in group.members}
+    if analysis.read is None:  # not known: nothing is assumed unread
+        return {}
+    read = set(analysis.read)
     read.update(alias for group in analysis.groups for m in group.members for alias in m.aliases)
     by_module: dict[str, list[tuple[tuple[int, ...], dict[int, list[int]]]]] = {}
     for name, dims in slices.items():
