@@ -38,6 +38,7 @@ CONFIG_FIELDS = {
         # a MoE's shared experts (Nemotron-H, Qwen2-MoE): an MLP of its own width
         "moe_shared_expert_intermediate_size",
         "shared_expert_intermediate_size",
+        "shared_intermediate_size",  # GraniteMoE-shared/hybrid
     ),
     GroupKind.EXPERT_MLP: ("moe_intermediate_size", "intermediate_size"),
     GroupKind.EXPERTS: ("num_local_experts", "num_experts"),
