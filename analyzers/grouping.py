@@ -177,7 +177,7 @@ class _GroupBuilder:
             kind=kind,
             levels=group_levels,
             members=members,
-            frozen=self._frozen_reason(facts),
+            frozen=self._frozen_reason(facts) or _only_selected(kind, members, selects, routed),
             mask_equivalent=not statistics and not unprovable,
             notes=tuple(_notes(statistics, selects, summed, routed)),
             min_units=max([f.value for f in selects if f.value] or [1]),
@@ -379,3 +379,17 @@ def _unique_ids(groups: list[Group]) -> list[Group]:
         seen[group.id] = count
         out.append(group if count == 1 else replace(group, id=f"{group.id}#{count}"))
     return out
+
+
+def _only_selected(kind: GroupKind, members, selects: list[Fact], routed: bool) -> str | None:
+    """Units no weight reads, only selected among (a router whose experts the
+    coupling lost track of: PhiMoE's sparsemixer): a cut renumbers what the
+    selection picks, so the group is frozen rather than called inexact."""
+    if kind not in (GroupKind.MLP, GroupKind.CHANNELS) or not selects or routed:
+        return None
+    if any(m.dim != 0 for m in members):
+        return None
+    return (
+        f"{selects[0].reason}: its units are only selected among, never read by a weight; "
+        "a cut would renumber what the selection picks"
+    )

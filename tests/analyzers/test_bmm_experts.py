@@ -35,3 +35,15 @@ def test_bmm_experts_are_experts_and_a_uniform_cut_describes_itself():
     ids = torch.randint(0, model.config.vocab_size, (2, 8))
     assert surgeon.verify(model, pruned, plan, inputs={"input_ids": ids}, analysis=analysis).ok
     assert describes_itself(pruned)
+
+
+def test_a_router_whose_experts_the_coupling_lost_is_frozen_not_inexact():
+    """PhiMoE's sparsemixer picks experts by value: its router rows formed an mlp
+    group apart from the experts, and a cut of them alone (renumbering the
+    experts it picks) was accepted as 'inexact by nature'. Units only selected
+    among, never read by a weight, are frozen."""
+    model = build(Architecture("phimoe", "PhimoeForCausalLM", "causal-lm"))
+    analysis = surgeon.analyze(model)
+    router = analysis.group("mlp@model.layers.0.mlp.router")
+    assert router.frozen and "only selected among" in router.frozen
+    assert "mlp" not in {str(g.kind) for g in analysis.prunable}
