@@ -243,28 +243,27 @@ def _one_head(module: nn.Module) -> bool:
 def _heads_of(layout, level: str) -> bool:
     """Whether ``level`` counts blocks of rows in ``layout`` (heads of some width:
     the leading factor of a product), so the code reshapes by its count."""
-    if layout.kind == "concat":
-        return any(_heads_of(part, level) for part in layout.parts)
-    return (
-        layout.kind == "product"
-        and len(layout.parts) > 1
-        and layout.parts[0].kind == "unit"
-        and layout.parts[0].level == level
-    )
+    return _factor_of(layout, level, 0)
 
 
 def _blocks_of(layout, level: str) -> bool:
     """Whether ``level`` is the width of each block of rows in ``layout`` (the
     trailing factor of a product whose leading factor counts heads of the group),
     so the code reshapes by it."""
+    return _factor_of(layout, level, -1)
+
+
+def _factor_of(layout, level: str, at: int) -> bool:
+    """Whether ``level`` is factor ``at`` of a product of units in ``layout``
+    (of any part of a concatenation)."""
     if layout.kind == "concat":
-        return any(_blocks_of(part, level) for part in layout.parts)
+        return any(_factor_of(part, level, at) for part in layout.parts)
     return (
         layout.kind == "product"
         and len(layout.parts) > 1
         and layout.parts[0].kind == "unit"
-        and layout.parts[-1].kind == "unit"
-        and layout.parts[-1].level == level
+        and layout.parts[at].kind == "unit"
+        and layout.parts[at].level == level
     )
 
 
