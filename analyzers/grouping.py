@@ -235,9 +235,15 @@ class _GroupBuilder:
             return GroupKind.INPUT
         if pins:
             return GroupKind.OUTPUT
-        if any(len(self.coupling.shapes[d.param]) > 2 for d in dims):
+        if any(len(self.coupling.shapes[d.param]) > 2 for d in dims) and not self._stacked(dims):
             return GroupKind.CHANNELS
         return GroupKind.MLP
+
+    def _stacked(self, dims: list[_Dim]) -> bool:
+        """A member on the last axis of a 3-D weight: a stack of matrices (shared
+        experts multiplied in one bmm), not a convolution, whose last axis is its
+        kernel and never a channel."""
+        return any(len(self.coupling.shapes[d.param]) == 3 and d.dim == 2 for d in dims)
 
     def canonical(self, param: str) -> str:
         for name, aliases in self.aliases.items():

@@ -47,3 +47,23 @@ def test_a_router_whose_experts_the_coupling_lost_is_frozen_not_inexact():
     router = analysis.group("mlp@model.layers.0.mlp.router")
     assert router.frozen and "only selected among" in router.frozen
     assert "mlp" not in {str(g.kind) for g in analysis.prunable}
+
+
+def test_stacked_shared_experts_are_mlp_and_cut_with_the_routed_experts():
+    """Inkling's shared experts are one (n_shared, I, H) stack run through a bmm:
+    an MLP (the last axis of a 3-D weight is never a convolution's channel),
+    sized by ``moe_intermediate_size`` like the routed experts, so a uniform
+    cut of both loads with plain ``from_pretrained``."""
+    model = build(Architecture("inkling_text", "InklingForCausalLM", "causal-lm"))
+    analysis = surgeon.analyze(model)
+    shared = analysis.group("mlp@model.layers.0.mlp.shared_experts")
+    assert str(shared.kind) == "mlp" and shared.size == model.config.moe_intermediate_size
+    keep = {
+        g.id: list(range(0, g.size, 2))
+        for g in analysis.prunable
+        if str(g.kind) in ("mlp", "expert_mlp")
+    }
+    plan = surgeon.Plan.for_analysis(analysis, keep, ())
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    assert pruned.config.moe_intermediate_size == model.config.moe_intermediate_size // 2
+    assert describes_itself(pruned)
