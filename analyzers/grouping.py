@@ -240,10 +240,14 @@ class _GroupBuilder:
         return GroupKind.MLP
 
     def _stacked(self, dims: list[_Dim]) -> bool:
-        """A member on the last axis of a 3-D weight: a stack of matrices (shared
-        experts multiplied in one bmm), not a convolution, whose last axis is its
-        kernel and never a channel."""
-        return any(len(self.coupling.shapes[d.param]) == 3 and d.dim == 2 for d in dims)
+        """A member on the last axis of a 3-D matrix stack (shared experts
+        multiplied in one bmm), not of a convolution, whose last axis is its kernel
+        and never a channel, nor of a (1, 1, n) vector broadcast over the tokens
+        (Falcon-H1's mup_vector)."""
+        shapes = self.coupling.shapes
+        return any(
+            len(shapes[d.param]) == 3 and d.dim == 2 and shapes[d.param][1] > 1 for d in dims
+        )
 
     def canonical(self, param: str) -> str:
         for name, aliases in self.aliases.items():
@@ -389,13 +393,16 @@ def _unique_ids(groups: list[Group]) -> list[Group]:
 
 def _only_selected(kind: GroupKind, members, selects: list[Fact], routed: bool) -> str | None:
     """Units no weight reads, only selected among (a router whose experts the
-    coupling lost track of: PhiMoE's sparsemixer): a cut renumbers what the
-    selection picks, so the group is frozen rather than called inexact."""
-    if kind not in (GroupKind.MLP, GroupKind.CHANNELS) or not selects or routed:
+    coupling lost track of: PhiMoE's sparsemixer by value, Zaya's loop over the
+    experts hit): a cut renumbers what the selection picks, so the group is
+    frozen rather than called inexact or exact. A router whose experts were
+    found forms an experts group, never one of these kinds."""
+    if kind not in (GroupKind.MLP, GroupKind.CHANNELS) or not selects:
         return None
     if any(m.dim != 0 for m in members):
         return None
+    what = "its units (a router's experts)" if routed else "its units"
     return (
-        f"{selects[0].reason}: its units are only selected among, never read by a weight; "
+        f"{selects[0].reason}: {what} are only selected among, never read by a weight; "
         "a cut would renumber what the selection picks"
     )

@@ -67,3 +67,24 @@ def test_stacked_shared_experts_are_mlp_and_cut_with_the_routed_experts():
     pruned = surgeon.apply(model, plan, analysis=analysis)
     assert pruned.config.moe_intermediate_size == model.config.moe_intermediate_size // 2
     assert describes_itself(pruned)
+
+
+def test_a_router_with_a_skip_class_and_looped_experts_is_frozen():
+    """Zaya's router scores num_experts + 1 classes (the last skips the MLP) and
+    its experts run in a loop over the experts hit, so the coupling never links
+    the router's rows to them: those rows are frozen (a cut of them had failed
+    after the fact), and an exact MLP cut beside them runs and verifies."""
+    model = build(Architecture("zaya", "ZayaForCausalLM", "causal-lm"))
+    analysis = surgeon.analyze(model)
+    router = analysis.group("mlp@model.layers.0.mlp.gate")
+    assert router.frozen and "a router's experts" in router.frozen
+    keep = {
+        g.id: list(range(0, g.size, 2))
+        for g in analysis.prunable
+        if str(g.kind) == "mlp" and g.mask_equivalent
+    }
+    assert keep
+    plan = surgeon.Plan.for_analysis(analysis, keep, ())
+    pruned = surgeon.apply(model, plan, analysis=analysis)
+    ids = torch.randint(0, model.config.vocab_size, (2, 8))
+    assert surgeon.verify(model, pruned, plan, inputs={"input_ids": ids}, analysis=analysis).ok
