@@ -240,14 +240,17 @@ class _GroupBuilder:
         return GroupKind.MLP
 
     def _stacked(self, dims: list[_Dim]) -> bool:
-        """A member on the last axis of a 3-D matrix stack (shared experts
-        multiplied in one bmm), not of a convolution, whose last axis is its kernel
-        and never a channel, nor of a (1, 1, n) vector broadcast over the tokens
-        (Falcon-H1's mup_vector)."""
+        """A batched MLP: every member a whole axis of a 3-D matrix stack, one of
+        them its last (Inkling's shared experts, multiplied in one bmm). A
+        convolution's last axis is its kernel, never a channel; a (1, 1, n)
+        vector (Falcon-H1's mup_vector) or a fused split (Zamba's per-head
+        x_proj) makes the group a mixer's channels."""
         shapes = self.coupling.shapes
-        return any(
-            len(shapes[d.param]) == 3 and d.dim == 2 and shapes[d.param][1] > 1 for d in dims
+        whole_stacks = all(
+            len(shapes[d.param]) == 3 and shapes[d.param][1] > 1 and len(d.leaves) == 1
+            for d in dims
         )
+        return whole_stacks and any(d.dim == 2 for d in dims)
 
     def canonical(self, param: str) -> str:
         for name, aliases in self.aliases.items():

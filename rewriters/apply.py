@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from surgeon.analyzers import Analysis, GroupKind, Layout, analyze
+from surgeon.analyzers import Analysis, Layout, analyze
 from surgeon.analyzers.capture import capture
 from surgeon.analyzers.checks import check_no_hooks
 from surgeon.analyzers.untouched import copy_keeping_modes
@@ -181,11 +181,10 @@ class _BufferSlot:
 
 def _new_group_counts(model: nn.Module, resolved: ResolvedPlan) -> dict[int, int]:
     """Grouped convolutions and group norms whose group axis (the outer factor of
-    their channel layout) lost whole groups."""
+    their channel layout) lost whole groups, in a group of any kind (SqueezeBERT's
+    heads are its grouped convolutions' groups)."""
     counts = {}
     for cut in resolved.cuts:
-        if cut.group.kind not in (GroupKind.CHANNELS, GroupKind.HIDDEN):
-            continue
         for member in cut.group.members:
             module = model.get_submodule(member.module)
             groups = getattr(module, "groups", None) or getattr(module, "num_groups", None)
