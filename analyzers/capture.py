@@ -29,7 +29,13 @@ from surgeon.errors import CaptureError
 
 from . import quirks
 from .example_inputs import without_cache
-from .quirks import idle_conversions, unvalidated_distributions, where_as_nonzero
+from .quirks import (
+    dense_unit_axes,
+    formatted_scalars,
+    idle_conversions,
+    unvalidated_distributions,
+    where_as_nonzero,
+)
 from .untouched import untouched
 
 __all__ = ["Capture", "capture", "innermost_module", "plain_output"]
@@ -127,7 +133,7 @@ def _export(model: nn.Module, args: tuple, kwargs: dict[str, Any], draft: bool =
         # a forward caching a tensor on its module: untouched() takes it off again
         warnings.filterwarnings("ignore", "The tensor attributes? .* assigned during export")
         if draft:
-            with where_as_nonzero():
+            with where_as_nonzero(), dense_unit_axes(), formatted_scalars():
                 program = _quietly(torch.export.draft_export, model, args, kwargs)
         else:
             program = torch.export.export(model, args, kwargs, strict=False)

@@ -9,7 +9,13 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-__all__ = ["idle_conversions", "unvalidated_distributions", "where_as_nonzero"]
+__all__ = [
+    "dense_unit_axes",
+    "formatted_scalars",
+    "idle_conversions",
+    "unvalidated_distributions",
+    "where_as_nonzero",
+]
 
 
 @contextlib.contextmanager
@@ -70,3 +76,47 @@ def unvalidated_distributions() -> Iterator[None]:
         yield
     finally:
         Distribution.set_default_validate_args(before)
+
+
+@contextlib.contextmanager
+def dense_unit_axes() -> Iterator[None]:
+    """Under ``draft_export`` an op with a data-dependent output (an expert's
+    ``hidden[None, token_idx]`` when one token is routed to it) gets a fake
+    tensor shaped from the real output, which torch 2.13 refuses when an axis of
+    size 1 carries an arbitrary stride ((1, 1, 16) strided (16, 1, 1)), though
+    such a tensor is contiguous (SwitchTransformers' experts). A contiguous
+    output is passed on with the strides torch expects."""
+    from torch._subclasses import fake_tensor
+
+    infer = fake_tensor._infer_fake_from_real_tensor
+
+    def infer_contiguous(mode, op, real_out):
+        if real_out.storage_offset() == 0 and real_out.is_contiguous():
+            real_out = real_out.new_empty(real_out.shape)
+        return infer(mode, op, real_out)
+
+    fake_tensor._infer_fake_from_real_tensor = infer_contiguous
+    try:
+        yield
+    finally:
+        fake_tensor._infer_fake_from_real_tensor = infer
+
+
+@contextlib.contextmanager
+def formatted_scalars() -> Iterator[None]:
+    """A 0-d tensor formatted into a string formats its value (``f"expert_{i}"``
+    picking a submodule by name: SwitchTransformers' experts). torch formats a
+    fake one as its repr, so under ``draft_export`` (which follows the example
+    inputs' values) the value is read and specialised on, like any branch."""
+    original = torch.Tensor.__format__
+
+    def format_value(self, format_spec):
+        if self.numel() == 1 and not self.is_meta and not self.is_floating_point():
+            return int(self.item()).__format__(format_spec)
+        return original(self, format_spec)
+
+    torch.Tensor.__format__ = format_value
+    try:
+        yield
+    finally:
+        torch.Tensor.__format__ = original

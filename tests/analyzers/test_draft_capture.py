@@ -2,11 +2,18 @@
 attention?") stops torch.export; the capture then runs the example inputs for
 real (torch.export.draft_export), follows their branch, and says so."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
-import surgeon
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from coverage_models import Architecture, build  # noqa: E402
+
+import surgeon  # noqa: E402
 
 
 class Branchy(nn.Module):
@@ -158,3 +165,19 @@ def test_scattered_features_stay_the_same_axis():
     analysis = surgeon.analyze(Pooled().eval(), inputs=(torch.randn(2, 5, 8), patch))
     (group,) = [g for g in analysis.prunable if g.size == 12]
     assert {"up.weight", "down.weight"} <= set(group.params)
+
+
+def test_experts_picked_by_name_with_a_single_routed_token_capture():
+    """SwitchTransformers' loop picks each expert hit by name
+    (``self[f"expert_{expert_idx[0]}"]``) and gathers its tokens by
+    ``hidden[None, top_x]``, a (1, 1, d) tensor where one token is routed to
+    it, which torch's draft export refused as not dense."""
+    model = build(
+        Architecture(
+            "switch_transformers", "SwitchTransformersForConditionalGeneration", "seq2seq-lm"
+        )
+    )
+    analysis = surgeon.analyze(model)
+    assert analysis.capture_method.startswith("draft_export")
+    assert 'self[f"expert_{expert_idx[0]}"]' in analysis.capture_method
+    assert {"attention", "mlp"} <= {str(g.kind) for g in analysis.prunable}
