@@ -14,6 +14,7 @@ from surgeon.errors import CaptureError, InputError
 from .blocks import find_blocks
 from .capture import Capture, capture
 from .checks import check_devices, check_dtypes
+from .compared import ComparedWidths, find_compared
 from .dispatched import has_accelerate_hooks, meta_skeleton, to_meta
 from .example_inputs import example_inputs, normalise_inputs, with_attention_mask
 from .grouping import form_groups
@@ -99,6 +100,7 @@ def analyze(model: nn.Module, inputs: Any = None, **options: Any) -> Analysis:
         pinned_outputs=tuple(coupling.pinned_outputs),
         size=ModelSize.of(model),
         read=frozenset(coupling.shapes),
+        compared=find_compared(model, groups),
     )
 
 
@@ -181,6 +183,9 @@ class Analysis:
     parts: Parts | None = field(default=None, repr=False, compare=False)
     # the parameters and buffers the captured forward reads (None: not known)
     read: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    # widths the model's code compares, and the groups that set them (a plan keeps
+    # the comparisons' outcomes: analyzers/compared.py)
+    compared: tuple[ComparedWidths, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def frozen(self) -> tuple[Group, ...]:

@@ -19,12 +19,11 @@ import networkx as nx
 
 from .axes import AxisAlgebra, Fact, FactKind, Interface, StructureKind
 from .even_splits import freeze_uneven_splits
+from .group_notes import notes_of, only_selected, summarise
 from .groups import Block, Group, GroupKind, Layout, Level, Member
 from .propagate import Coupling
 
 __all__ = ["form_groups"]
-
-_MAX_REASONS = 3
 
 
 @dataclass(frozen=True)
@@ -177,9 +176,9 @@ class _GroupBuilder:
             kind=kind,
             levels=group_levels,
             members=members,
-            frozen=self._frozen_reason(facts) or _only_selected(kind, members, selects, routed),
+            frozen=self._frozen_reason(facts) or only_selected(kind, members, selects, routed),
             mask_equivalent=not statistics and not unprovable,
-            notes=tuple(_notes(statistics, selects, summed, routed)),
+            notes=tuple(notes_of(statistics, selects, summed, routed)),
             min_units=max([f.value for f in selects if f.value] or [1]),
             head_dim=self._head_dim(members, size) if kind == GroupKind.ATTENTION else None,
             blocks=tuple(self._blocks_of(members)),
@@ -208,7 +207,7 @@ class _GroupBuilder:
         for leaf, level in levels:
             reasons = [f.reason for f in self.facts(leaf) if f.kind is FactKind.WRITTEN]
             if reasons:
-                found.append((level.name, _summarise(reasons)))
+                found.append((level.name, summarise(reasons)))
         return tuple(found)
 
     # -- what the group is ---------------------------------------------------------
@@ -312,7 +311,7 @@ class _GroupBuilder:
 
     def _frozen_reason(self, facts: list[Fact]) -> str | None:
         reasons = [f.reason for f in facts if f.kind in (FactKind.FROZEN, FactKind.PINNED)]
-        return _summarise(reasons) if reasons else None
+        return summarise(reasons) if reasons else None
 
     def _head_dim(self, members: Iterable[Member], units: int) -> int | None:
         """Width of one head: the smallest product layout over all head levels
@@ -333,41 +332,6 @@ class _GroupBuilder:
             if any(i.param.startswith(prefix) for i in items):
                 found.append(block.name)
         return found
-
-
-def _notes(
-    statistics: list[Fact], selects: list[Fact], summed: list[Fact], routed: bool
-) -> list[str]:
-    notes = []
-    if statistics:
-        places = [f.module or f.reason for f in statistics]
-        notes.append(
-            "removing units is not the same as masking them: statistics are computed over "
-            f"this axis ({_summarise(places)})"
-        )
-    if selects:
-        places = [f.module or f.reason for f in selects]
-        how = (
-            "mask with -inf"
-            if routed
-            else "no weight produces its logits, so masking cannot prove a cut"
-        )
-        notes.append(f"softmax/top-k/max over this axis: {how} ({_summarise(places)})")
-    if summed:
-        places = [f.module or f.reason for f in summed]
-        notes.append(
-            "summed over without a weight: zero-masking proves a cut only where the summed "
-            f"values are zero at zero ({_summarise(places)})"
-        )
-    return notes
-
-
-def _summarise(items: list[str]) -> str:
-    unique = list(dict.fromkeys(items))
-    text = "; ".join(unique[:_MAX_REASONS])
-    if len(unique) > _MAX_REASONS:
-        text += f"; and {len(unique) - _MAX_REASONS} more"
-    return text
 
 
 def _common_prefix(paths: Iterable[str]) -> str:
@@ -392,20 +356,3 @@ def _unique_ids(groups: list[Group]) -> list[Group]:
         seen[group.id] = count
         out.append(group if count == 1 else replace(group, id=f"{group.id}#{count}"))
     return out
-
-
-def _only_selected(kind: GroupKind, members, selects: list[Fact], routed: bool) -> str | None:
-    """Units no weight reads, only selected among (a router whose experts the
-    coupling lost track of: PhiMoE's sparsemixer by value, Zaya's loop over the
-    experts hit): a cut renumbers what the selection picks, so the group is
-    frozen rather than called inexact or exact. A router whose experts were
-    found forms an experts group, never one of these kinds."""
-    if kind not in (GroupKind.MLP, GroupKind.CHANNELS) or not selects:
-        return None
-    if any(m.dim != 0 for m in members):
-        return None
-    what = "its units (a router's experts)" if routed else "its units"
-    return (
-        f"{selects[0].reason}: {what} are only selected among, never read by a weight; "
-        "a cut would renumber what the selection picks"
-    )

@@ -68,6 +68,21 @@ def width_plan(analysis, kinds, rng) -> dict[str, list[int]]:
         units = half(group, level, rng)
         if units is not None:
             keep[group.id] = units
+    return _keep_comparisons(analysis, keep)
+
+
+def _keep_comparisons(analysis, keep: dict[str, list[int]]) -> dict[str, list[int]]:
+    """One unit more where the cut would change a width comparison the model's
+    code makes (the analysis names them, as a planner honours them)."""
+    for pair in analysis.compared:
+        for group in pair.groups:
+            units = keep.get(group)
+            counts = {gid: len(kept) for gid, kept in keep.items()}
+            if units is None or not pair.flipped(counts):
+                continue
+            spare = [u for u in range(analysis.group(group).size) if u not in units]
+            if spare and not pair.flipped({**counts, group: len(units) + 1}):
+                keep[group] = sorted([*units, spare[0]])
     return keep
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from surgeon.analyzers.compared import COMPARED
 from surgeon.errors import RewriteError
 
 from .transaction import Transaction
@@ -98,14 +99,6 @@ READ_FROM_ABOVE: dict[str, dict[str, str]] = {
     "torchvision.models.optical_flow.raft.UpdateBlock": {
         "hidden_state_size": "recurrent_block.convgru1.convz.weight"
     },
-}
-
-# widths whose equality a class's code tests to choose its structure: class ->
-# (attribute, attribute) pairs. A cut that makes them equal (or different) where
-# they were not would run another code path than the original's: refused.
-COMPARED: dict[str, tuple[tuple[str, str], ...]] = {
-    # projects (and pools) only where hidden_size != hidden_size_output
-    "HieraLayer": (("hidden_size", "hidden_size_output"),),
 }
 
 # names so often the hidden size that they are updated only as the heads' width,
@@ -202,7 +195,7 @@ def compared_widths(model: nn.Module) -> list[tuple[str, nn.Module, str, str, bo
     found = []
     for path, module in model.named_modules():
         for cls in type(module).__mro__:
-            for a, b in COMPARED.get(cls.__name__, ()):
+            for (a, _), (b, _) in COMPARED.get(cls.__name__, ()):
                 found.append((path, module, a, b, getattr(module, a) == getattr(module, b)))
     return found
 

@@ -25,6 +25,7 @@ __all__ = [
     "channel_step",
     "global_counts",
     "hidden_size",
+    "keep_comparisons",
     "kept_units",
     "loadable_heads",
     "uniform_counts",
@@ -63,13 +64,40 @@ def channel_step(width: int) -> int:
     return max(1, min(64, alignment, fine))
 
 
-def _rounded(c: Candidate, count: int, options: PlanOptions) -> int:
+def _step(c: Candidate, options: PlanOptions) -> int:
     step = 1
     if c.level is None and c.group.kind in CHANNEL_KINDS:
         step = options.round_to or channel_step(c.group.size)
-    step = math.lcm(step, c.group.multiple_of)
+    return math.lcm(step, c.group.multiple_of)
+
+
+def _rounded(c: Candidate, count: int, options: PlanOptions) -> int:
+    step = _step(c, options)
     count = max(count, _floor(c, options))
     return min(c.size, -(-count // step) * step)
+
+
+def keep_comparisons(
+    analysis: Analysis, candidates: Sequence[Candidate], counts: dict[str, int], options
+) -> dict[str, int]:
+    """``counts`` with a cut group moved one step up (else down) where it would
+    change the outcome of a width comparison in the model's code (Hiera's
+    ``hidden_size != hidden_size_output``: analyzers/compared.py), which apply
+    refuses."""
+    by_id = {c.group.id: c for c in candidates if c.level is None}
+    counts = dict(counts)
+    for pair in analysis.compared:
+        for group in pair.groups:
+            c = by_id.get(group)
+            if not pair.flipped(counts) or c is None or counts[group] >= c.size:
+                continue
+            step = _step(c, options)
+            for moved in (counts[group] + step, counts[group] - step):
+                fits = _floor(c, options) <= moved <= c.size
+                if fits and not pair.flipped({**counts, group: moved}):
+                    counts[group] = moved
+                    break
+    return counts
 
 
 def uniform_counts(candidates: Sequence[Candidate], budget: float, options) -> dict[str, int]:

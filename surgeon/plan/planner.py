@@ -55,6 +55,7 @@ from surgeon.plan.allocation import (
     channel_step,
     global_counts,
     hidden_size,
+    keep_comparisons,
     kept_units,
     loadable_heads,
     uniform_counts,
@@ -105,6 +106,7 @@ def make_plan(
             counts = loadable_heads(candidates, counts, hidden_size(analysis))
     else:
         counts = global_counts(candidates, budget, options)
+    counts = keep_comparisons(analysis, candidates, counts, options)
     keep = {
         c.group.id: kept_units(c, counts[c.group.id])
         for c in candidates
