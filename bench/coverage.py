@@ -7,7 +7,7 @@
     python bench/coverage.py --slice         # the bounded slice CI runs (no cache)
 
 Architectures come from transformers' auto mappings (bench/coverage_models.py,
-one generic shrinking rule); each runs in its own process with a timeout
+one generic shrinking rule in bench/coverage_shrink.py); each runs in its own process with a timeout
 (bench/coverage_stages.py), at most two at a time. Results are cached per
 model in bench/results/coverage.jsonl, keyed by model type and the
 transformers version, so a re-run only does what changed or was asked for.

@@ -12,95 +12,13 @@ import tempfile
 from pathlib import Path
 
 import torch
+from coverage_outcomes import NotApplicable, NotPlain, Refused
+from coverage_plans import attention_plan, half, width_plan
 
 import surgeon
 
 GENERATE_TOKENS = 4
 WIDTH_KINDS = ("mlp", "expert_mlp", "experts", "channels")
-
-
-class Refused(Exception):
-    """A check of the sweep itself found a mismatch (not a library error)."""
-
-
-class Frozen(Exception):
-    """The model has groups of the kind, all frozen by the analysis: refused up
-    front with a reason (counts against coverage, unlike n/a)."""
-
-
-class NotPlain(Exception):
-    """A promise of plain loadability not kept: honest (the manifest says so),
-    so a refusal, not a mismatch."""
-
-
-class NotApplicable(Exception):
-    """The stage has nothing to act on in this model."""
-
-
-def half(group, level: str, rng: random.Random, fraction: float = 0.5) -> list[int] | None:
-    """Kept units when ``level`` keeps about ``fraction`` (random indices), the
-    other levels whole; None when the group cannot lose units on that level."""
-    from surgeon.rewriters.resolve import units_of
-
-    sizes = {lv.name: lv.size for lv in group.levels}
-    whole = {name for name, _ in group.whole_levels}
-    if level not in sizes or level in whole or sizes[level] < 2:
-        return None
-    others = group.size // sizes[level]
-    step = max(1, group.multiple_of // others if others < group.multiple_of else 1)
-    count = max(-(-group.min_units // others), int(sizes[level] * fraction))
-    if str(group.kind) != "attention":  # the planner refuses single-unit axes (resolve)
-        count = max(count, 2)
-    count = -(-count // step) * step
-    if count >= sizes[level] or count < 1:
-        return None
-    kept = {lv.name: list(range(lv.size)) for lv in group.levels}
-    kept[level] = sorted(rng.sample(range(sizes[level]), count))
-    return units_of(kept, group)
-
-
-def width_plan(analysis, kinds, rng) -> dict[str, list[int]]:
-    keep = {}
-    for group in analysis.prunable:
-        if str(group.kind) not in kinds:
-            continue
-        level = group.levels[0].name
-        units = half(group, level, rng)
-        if units is not None:
-            keep[group.id] = units
-    return _keep_comparisons(analysis, keep)
-
-
-def _keep_comparisons(analysis, keep: dict[str, list[int]]) -> dict[str, list[int]]:
-    """One unit more where the cut would change a width comparison the model's
-    code makes (the analysis names them, as a planner honours them)."""
-    for pair in analysis.compared:
-        for group in pair.groups:
-            units = keep.get(group)
-            counts = {gid: len(kept) for gid, kept in keep.items()}
-            if units is None or not pair.flipped(counts):
-                continue
-            spare = [u for u in range(analysis.group(group).size) if u not in units]
-            if spare and not pair.flipped({**counts, group: len(units) + 1}):
-                keep[group] = sorted([*units, spare[0]])
-    return keep
-
-
-def attention_plan(analysis, level: str, rng) -> dict[str, list[int]]:
-    """Three quarters of the KV groups (4 heads keep 3: a count that does not
-    divide the hidden size, as configs require), half the queries per group."""
-    fraction = 0.75 if level == "kv" else 0.5
-    keep = {}
-    groups = analysis.by_kind("attention")
-    if groups and all(g.frozen for g in groups):
-        raise Frozen(f"every attention group is frozen: {groups[0].frozen}")
-    for group in groups:
-        if group.frozen:
-            continue
-        units = half(group, level, rng, fraction)
-        if units is not None:
-            keep[group.id] = units
-    return keep
 
 
 class Checks:

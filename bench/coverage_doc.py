@@ -69,7 +69,7 @@ def render(rows: dict[str, dict], total: int | None = None) -> str:
         "Every model type of transformers' causal-LM, seq2seq-LM, masked-LM and "
         "image-classification mappings (one row per type, the first of those heads it "
         "has), built small from its default config by one shrinking rule "
-        "(bench/coverage_models.py) with random weights, each run in its own process "
+        "(bench/coverage_shrink.py) with random weights, each run in its own process "
         "forked from a warm parent, two at a time, each stage under a timeout. Stages: "
         "`analyze` (derived inputs); `user-inputs` (a tokenizer-style `BatchEncoding` "
         "with `attention_mask`, no `use_cache`); `widths` (a random half of every "

@@ -59,7 +59,7 @@ def _alarm(*_):
 
 def run_stage(stage: str, body) -> object | None:
     """Run ``body()``; classify and emit. Returns its value on a pass."""
-    from coverage_checks import Frozen, NotApplicable, NotPlain, Refused
+    from coverage_outcomes import Frozen, NotApplicable, NotPlain, Refused
 
     from surgeon.errors import SurgeonError
 

@@ -1,4 +1,4 @@
-"""The coverage sweep's one shrinking rule (bench/coverage_models.py) builds the
+"""The coverage sweep's one shrinking rule (bench/coverage_shrink.py) builds the
 architectures whose shrunk default config used to be inconsistent: build only,
 each a small model in a few seconds."""
 
