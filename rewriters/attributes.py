@@ -194,10 +194,8 @@ def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
             yield rule(kv, q, hd), rule(kv2, q2, hd), (name,)
         # a width that is heads x a per-head width other than head_dim (LeViT's
         # value heads are attention_ratio x key_dim wide): each member's own width
-        widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in group.members}
-        for old, new in sorted(widths):
-            if old != new:
-                yield old, new, _MEMBER_WIDTHS
+        for old, new in _member_widths(cut, group.members):
+            yield old, new, _MEMBER_WIDTHS
         yield kv * hd, kv2 * hd, _LISTED_KV_WIDTHS
         yield from delta_net_changes(cut, cuts)
     elif group.kind == GroupKind.HIDDEN:
@@ -212,27 +210,29 @@ def _changes(cut: GroupCut, cuts: list[GroupCut] = ()):
             yield group.size, cut.kept_size(group.levels[0].name), _WIDTH_ATTRS[group.kind]
             yield group.size, cut.kept_size(group.levels[0].name), _ONE_HEAD_WIDTHS
         elif group.kind in _WIDTH_ATTRS:  # experts in routing groups: the total counts
-            widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in group.members}
-            for old, new in sorted(widths):
-                if old != new:
-                    yield old, new, _WIDTH_ATTRS[group.kind]
+            for old, new in _member_widths(cut, group.members):
+                yield old, new, _WIDTH_ATTRS[group.kind]
         for level in group.levels:
             kept = cut.kept_size(level.name)
             headed = [m for m in group.members if _heads_of(m.layout, level.name)]
             if kept != level.size and headed:
                 yield level.size, kept, _HEAD_COUNTS + _BLOCK_COUNTS.get(group.kind, ())
                 # and the heads' total width, which the code reshapes their output by
-                widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in headed}
-                for old, new in sorted(widths):
+                for old, new in _member_widths(cut, headed, changed_only=False):
                     yield old, new, _HEAD_WIDTHS
             blocked = [m for m in group.members if _blocks_of(m.layout, level.name)]
             if kept != level.size and blocked:
                 yield level.size, kept, _BLOCK_WIDTHS
-                widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in blocked}
-                for old, new in sorted(widths):
+                for old, new in _member_widths(cut, blocked, changed_only=False):
                     yield old, new, _HEAD_WIDTHS
         # a Mamba-2 style mixer splits its fused in_proj by widths it computed
         yield from state_space_changes(cut, cuts)
+
+
+def _member_widths(cut: GroupCut, members, changed_only: bool = True) -> list[tuple[int, int]]:
+    """(old, new) widths of the members' cut axes, each pair once, in order."""
+    widths = {(m.layout.size, len(m.layout.indices(cut.kept))) for m in members}
+    return sorted((old, new) for old, new in widths if old != new or not changed_only)
 
 
 def _one_head(module: nn.Module) -> bool:

@@ -119,7 +119,11 @@ def delta_net_changes(
 ) -> Iterator[tuple[int, int, tuple[str, ...]]]:
     """A gated delta net (OLMo-Hybrid's linear attention) splits its conv'd
     q, k, v by ``key_dim`` and ``value_dim``, each a projection's width (heads x
-    their own head width), and convolves ``conv_dim`` channels."""
+    their own head width), and convolves ``conv_dim`` channels. Only for an
+    attention group whose projections a convolution fuses (a 3-D weight over
+    their concatenation): ``key_dim`` is also LeViT's per-head width."""
+    if not any(m.layout.kind == "concat" and len(m.shape) == 3 for m in cut.group.members):
+        return
     changes: dict[int, int] = {}
     for member in cut.group.members:
         if member.layout.kind != "concat":
