@@ -18,6 +18,13 @@ DECODER = dict(
 )
 
 
+def tiny(model_class, **config):
+    """``model_class`` built from its own config class with ``config`` (seed 0,
+    eval mode): the one way tests build a small Hugging Face model by hand."""
+    torch.manual_seed(0)
+    return model_class(model_class.config_class(**config)).eval()
+
+
 def _build(model_class, config_class, attn: str = "sdpa", **config):
     cfg = config_class(**config)
     cfg._attn_implementation = attn

@@ -4,14 +4,15 @@ layout. gpt-oss stores its experts' gate and up columns alternating in one
 pairs (they were split into a frozen group and a lone ``down_proj`` group whose
 cut then failed its re-capture)."""
 
-import torch
 import transformers as hf
 
 import surgeon
+from tests.zoo import tiny
 
 
 def test_gpt_oss_expert_channels_are_one_interleaved_group():
-    config = hf.GptOssConfig(
+    model = tiny(
+        hf.GptOssForCausalLM,
         vocab_size=128,
         hidden_size=64,
         intermediate_size=96,
@@ -24,8 +25,6 @@ def test_gpt_oss_expert_channels_are_one_interleaved_group():
         max_position_embeddings=64,
         layer_types=["full_attention"] * 2,
     )
-    torch.manual_seed(0)
-    model = hf.GptOssForCausalLM(config).eval()
     analysis = surgeon.analyze(model)
     channels = analysis.by_kind("expert_mlp")
     assert len(channels) == 2 and not any(g.frozen for g in channels)

@@ -1,18 +1,21 @@
 """Mamba's mixer splits x_proj's output by ``time_step_rank`` and
 ``ssm_state_size`` (read at forward time): both widths can be cut, exactly."""
 
-import torch
 import transformers as hf
 
 import surgeon
+from tests.zoo import tiny
 
 
 def test_mamba_state_and_time_step_widths_cut_exactly():
-    config = hf.MambaConfig(
-        vocab_size=128, hidden_size=32, state_size=8, num_hidden_layers=2, time_step_rank=6
+    model = tiny(
+        hf.MambaForCausalLM,
+        vocab_size=128,
+        hidden_size=32,
+        state_size=8,
+        num_hidden_layers=2,
+        time_step_rank=6,
     )
-    torch.manual_seed(0)
-    model = hf.MambaForCausalLM(config).eval()
     analysis = surgeon.analyze(model)
     mixer = analysis.by_kind("mlp")
     sizes = sorted({g.size for g in mixer})

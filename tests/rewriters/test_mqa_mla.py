@@ -3,10 +3,10 @@ hidden size (GPTBigCode multi-query: ``embed_dim`` splits its fused c_attn) and
 on DeepSeek-V3's multi-head latent attention (MLA: the rotary part of each
 head is a per-head feature; the KV latent rank is read as ``kv_lora_rank``)."""
 
-import torch
 import transformers as hf
 
 import surgeon
+from tests.zoo import tiny
 
 
 def _cut(model, keep):
@@ -17,9 +17,9 @@ def _cut(model, keep):
 
 
 def test_gpt_bigcode_multi_query_heads_and_hidden():
-    config = hf.GPTBigCodeConfig(vocab_size=128, n_embd=64, n_layer=2, n_head=4, multi_query=True)
-    torch.manual_seed(0)
-    model = hf.GPTBigCodeForCausalLM(config).eval()
+    model = tiny(
+        hf.GPTBigCodeForCausalLM, vocab_size=128, n_embd=64, n_layer=2, n_head=4, multi_query=True
+    )
 
     def half_the_queries(analysis):
         return {g.id: [0, 2] for g in analysis.by_kind("attention")}
@@ -33,7 +33,8 @@ def test_gpt_bigcode_multi_query_heads_and_hidden():
 
 
 def _deepseek():
-    config = hf.DeepseekV3Config(
+    return tiny(
+        hf.DeepseekV3ForCausalLM,
         vocab_size=128,
         hidden_size=64,
         intermediate_size=96,
@@ -53,8 +54,6 @@ def _deepseek():
         first_k_dense_replace=1,
         max_position_embeddings=64,
     )
-    torch.manual_seed(0)
-    return hf.DeepseekV3ForCausalLM(config).eval()
 
 
 def test_deepseek_v3_mla_heads_are_cuttable_and_exact():

@@ -4,14 +4,15 @@ by head_dim and the gated norm's group_size: a cut of any level of the mixer's
 channels group updates every one of them, and the cut runs and verifies."""
 
 import pytest
-import torch
 import transformers as hf
 
 import surgeon
+from tests.zoo import tiny
 
 
 def _mamba2(n_groups: int):
-    config = hf.Mamba2Config(
+    return tiny(
+        hf.Mamba2ForCausalLM,
         vocab_size=128,
         hidden_size=32,
         num_hidden_layers=1,
@@ -22,8 +23,6 @@ def _mamba2(n_groups: int):
         n_groups=n_groups,
         chunk_size=16,
     )
-    torch.manual_seed(0)
-    return hf.Mamba2ForCausalLM(config).eval()
 
 
 def _cut(model, level: int):
@@ -84,7 +83,8 @@ def test_zamba_mixer_head_dim_state_and_time_step_cut_exactly():
     """Zamba's mixer runs n_mamba_heads Mamba heads side by side: its head count is
     fixed, the head_dim (mamba_head_dim), the state and the time step rank are cut
     (the per-head x_proj is a 3-d parameter, so they are channels groups)."""
-    config = hf.ZambaConfig(
+    model = tiny(
+        hf.ZambaForCausalLM,
         vocab_size=64,
         hidden_size=32,
         num_hidden_layers=1,
@@ -93,8 +93,6 @@ def test_zamba_mixer_head_dim_state_and_time_step_cut_exactly():
         mamba_dt_rank=6,
         layer_types=["linear_attention"],
     )
-    torch.manual_seed(0)
-    model = hf.ZambaForCausalLM(config).eval()
     analysis = surgeon.analyze(model)
     groups = analysis.by_kind("channels")
     assert sorted(g.size for g in groups) == [6, 8, 32]
@@ -112,7 +110,8 @@ def test_zamba_mixer_head_dim_state_and_time_step_cut_exactly():
 def test_rg_lru_heads_and_block_width_cut_exactly(level, sizes):
     """RecurrentGemma's RG-LRU gates each of its heads by a block-diagonal matrix:
     it reshapes by num_attention_heads x block_width, either of them cut."""
-    config = hf.RecurrentGemmaConfig(
+    model = tiny(
+        hf.RecurrentGemmaForCausalLM,
         vocab_size=64,
         hidden_size=32,
         lru_width=32,
@@ -121,8 +120,6 @@ def test_rg_lru_heads_and_block_width_cut_exactly(level, sizes):
         num_hidden_layers=1,
         block_types=["recurrent"],
     )
-    torch.manual_seed(0)
-    model = hf.RecurrentGemmaForCausalLM(config).eval()
     analysis = surgeon.analyze(model)
     (group,) = analysis.by_kind("channels")
     assert [lv.size for lv in group.levels] == [4, 8]
