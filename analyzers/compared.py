@@ -57,9 +57,6 @@ class ComparedWidths:
         a, b = self.kept(counts)
         return (a == b) != (self.widths[0] == self.widths[1])
 
-    def describe(self) -> str:
-        return f"module '{self.module}' compares {self.names[0]} with {self.names[1]}"
-
 
 def find_compared(model: nn.Module, groups: Iterable[Group]) -> tuple[ComparedWidths, ...]:
     """Every :data:`COMPARED` pair in ``model``, with the prunable groups
