@@ -19,6 +19,17 @@ __all__ = [
 
 
 @contextlib.contextmanager
+def _replaced(owner: object, name: str, value: object) -> Iterator[None]:
+    """``owner.name`` is ``value`` inside the block, and what it was after."""
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextlib.contextmanager
 def idle_conversions() -> Iterator[None]:
     """A forward may convert its own submodule (SwitchTransformers' router:
     ``self.classifier = self.classifier.to(self.dtype)``). Under export its
@@ -35,11 +46,8 @@ def idle_conversions() -> Iterator[None]:
                 return self
         return apply(self, fn, recurse)
 
-    nn.Module._apply = _apply
-    try:
+    with _replaced(nn.Module, "_apply", _apply):
         yield
-    finally:
-        nn.Module._apply = apply
 
 
 @contextlib.contextmanager
@@ -56,11 +64,8 @@ def where_as_nonzero() -> Iterator[None]:
             return tuple(args[0].nonzero().unbind(1))
         return where(*args, **kwargs)
 
-    torch.where = nonzero_where
-    try:
+    with _replaced(torch, "where", nonzero_where):
         yield
-    finally:
-        torch.where = where
 
 
 @contextlib.contextmanager
@@ -98,19 +103,17 @@ def dense_unit_axes() -> Iterator[None]:
             real_out = real_out.new_empty(real_out.shape)
         return infer(mode, op, real_out)
 
-    fake_tensor._infer_fake_from_real_tensor = infer_contiguous
-    try:
+    with _replaced(fake_tensor, "_infer_fake_from_real_tensor", infer_contiguous):
         yield
-    finally:
-        fake_tensor._infer_fake_from_real_tensor = infer
 
 
 @contextlib.contextmanager
 def formatted_scalars() -> Iterator[None]:
-    """A 0-d tensor formatted into a string formats its value (``f"expert_{i}"``
-    picking a submodule by name: SwitchTransformers' experts). torch formats a
-    fake one as its repr, so under ``draft_export`` (which follows the example
-    inputs' values) the value is read and specialised on, like any branch."""
+    """A one-element integer tensor formatted into a string formats its value
+    (``f"expert_{i}"`` picking a submodule by name: SwitchTransformers'
+    experts). torch formats a fake one as its repr, so under ``draft_export``
+    (which follows the example inputs' values) the value is read and
+    specialised on, like any branch."""
     original = torch.Tensor.__format__
 
     def format_value(self, format_spec):
@@ -118,8 +121,5 @@ def formatted_scalars() -> Iterator[None]:
             return int(self.item()).__format__(format_spec)
         return original(self, format_spec)
 
-    torch.Tensor.__format__ = format_value
-    try:
+    with _replaced(torch.Tensor, "__format__", format_value):
         yield
-    finally:
-        torch.Tensor.__format__ = original

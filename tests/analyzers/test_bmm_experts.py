@@ -17,6 +17,19 @@ import surgeon  # noqa: E402
 from surgeon.checkpoint.config_file import describes_itself  # noqa: E402
 
 
+def _mlp_or_expert_mlp(group) -> bool:
+    return str(group.kind) in ("mlp", "expert_mlp")
+
+
+def _every_other_unit(model, analysis, chosen):
+    """Apply a cut keeping every other unit of each prunable group ``chosen``
+    accepts (at least one): the plan and the pruned copy."""
+    keep = {g.id: list(range(0, g.size, 2)) for g in analysis.prunable if chosen(g)}
+    assert keep
+    plan = surgeon.Plan.for_analysis(analysis, keep, ())
+    return plan, surgeon.apply(model, plan, analysis=analysis)
+
+
 def test_bmm_experts_are_experts_and_a_uniform_cut_describes_itself():
     model = build(Architecture("llama4_text", "Llama4ForCausalLM", "causal-lm"))
     analysis = surgeon.analyze(model)
@@ -24,13 +37,7 @@ def test_bmm_experts_are_experts_and_a_uniform_cut_describes_itself():
     assert kinds["experts@model.layers.0.feed_forward"] == "experts"
     assert kinds["expert_mlp@model.layers.0.feed_forward.experts"] == "expert_mlp"
     assert kinds["mlp@model.layers.0.feed_forward.shared_expert"] == "mlp"
-    keep = {
-        g.id: list(range(0, g.size, 2))
-        for g in analysis.prunable
-        if str(g.kind) in ("mlp", "expert_mlp")
-    }
-    plan = surgeon.Plan.for_analysis(analysis, keep, ())
-    pruned = surgeon.apply(model, plan, analysis=analysis)
+    plan, pruned = _every_other_unit(model, analysis, _mlp_or_expert_mlp)
     assert pruned.config.intermediate_size == model.config.intermediate_size // 2
     ids = torch.randint(0, model.config.vocab_size, (2, 8))
     assert surgeon.verify(model, pruned, plan, inputs={"input_ids": ids}, analysis=analysis).ok
@@ -58,13 +65,7 @@ def test_stacked_shared_experts_are_mlp_and_cut_with_the_routed_experts():
     analysis = surgeon.analyze(model)
     shared = analysis.group("mlp@model.layers.0.mlp.shared_experts")
     assert str(shared.kind) == "mlp" and shared.size == model.config.moe_intermediate_size
-    keep = {
-        g.id: list(range(0, g.size, 2))
-        for g in analysis.prunable
-        if str(g.kind) in ("mlp", "expert_mlp")
-    }
-    plan = surgeon.Plan.for_analysis(analysis, keep, ())
-    pruned = surgeon.apply(model, plan, analysis=analysis)
+    plan, pruned = _every_other_unit(model, analysis, _mlp_or_expert_mlp)
     assert pruned.config.moe_intermediate_size == model.config.moe_intermediate_size // 2
     assert describes_itself(pruned)
 
@@ -78,13 +79,8 @@ def test_a_router_with_a_skip_class_and_looped_experts_is_frozen():
     analysis = surgeon.analyze(model)
     router = analysis.group("mlp@model.layers.0.mlp.gate")
     assert router.frozen and "a router's experts" in router.frozen
-    keep = {
-        g.id: list(range(0, g.size, 2))
-        for g in analysis.prunable
-        if str(g.kind) == "mlp" and g.mask_equivalent
-    }
-    assert keep
-    plan = surgeon.Plan.for_analysis(analysis, keep, ())
-    pruned = surgeon.apply(model, plan, analysis=analysis)
+    plan, pruned = _every_other_unit(
+        model, analysis, lambda g: str(g.kind) == "mlp" and g.mask_equivalent
+    )
     ids = torch.randint(0, model.config.vocab_size, (2, 8))
     assert surgeon.verify(model, pruned, plan, inputs={"input_ids": ids}, analysis=analysis).ok
